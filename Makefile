@@ -1,0 +1,52 @@
+# The course's commands. `make lab` and `make test` are the README's two set-up
+# commands: each creates .venv/ on first use and installs everything into it.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch for machines without a GPU (this pin is the build on
+# the course machine's local disk). On a CUDA machine: make test TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: lab test unit notebooks exercises outputs bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, so the package's "torch>=2.3" range is already met and pip
+	# does not fetch the multi-GB CUDA build.
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[tf,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lmcourse)" >/dev/null
+	touch $(STAMP)
+
+## Set up (first time) and open the course in JupyterLab.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
+
+## Set up (first time) and run every test: unit tests, then every notebook under nbval.
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks solutions exercises --nbval-lax -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+notebooks: $(STAMP)
+	$(PY) -m pytest notebooks solutions exercises --nbval-lax -p no:cacheprovider
+
+## Regenerate exercises/ from solutions/.
+exercises: $(STAMP)
+	$(PY) -m lmcourse.grading.make_exercises solutions exercises
+
+## Re-run the lessons at the `cpu` budget and save their outputs (what GitHub shows).
+outputs: $(STAMP)
+	LMCOURSE_BUDGET=cpu $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
+
+## Print the benchmark figures.
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

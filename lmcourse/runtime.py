@@ -1,0 +1,238 @@
+"""Where the course runs: device, seeds, run budget, mixed precision, Colab, TensorFlow.
+
+Every notebook starts with ``device()`` and ``budget()``. Nothing else in the
+project picks a device or a size: one code path serves a 2-core CPU, a laptop
+and a Colab GPU, and only the budget changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# TensorFlow reads these when it is first imported; lmcourse/__init__.py sets
+# them too, so importing lmcourse before tensorflow keeps notebooks free of
+# timestamped C++ log lines.
+QUIET_TF_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # drop INFO and WARNING lines from TF's C++ core
+    "TF_ENABLE_ONEDNN_OPTS": "0",  # no "oneDNN custom operations are on" banner
+    "KERAS_BACKEND": "tensorflow",
+}
+
+
+def quiet_tensorflow_env() -> None:
+    for key, value in QUIET_TF_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+# ---------------------------------------------------------------------------
+# Devices
+
+
+def device() -> torch.device:
+    """The best available accelerator: CUDA, then Apple MPS, then the CPU.
+
+    ``LMCOURSE_DEVICE=cpu`` (or ``cuda``, ``mps``) forces a choice.
+    """
+    forced = os.environ.get("LMCOURSE_DEVICE")
+    if forced:
+        return torch.device(forced)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+# ---------------------------------------------------------------------------
+# Seeds
+
+_last_seed: int | None = None
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy, PyTorch (all devices) and TensorFlow.
+
+    TensorFlow is slow to import, so it is seeded here only if it is already
+    imported; ``setup_tensorflow()`` applies the last seed when it imports it.
+    """
+    global _last_seed
+    _last_seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(seed)
+    return seed
+
+
+# ---------------------------------------------------------------------------
+# Run budgets
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Every size a notebook needs. Notebooks read sizes from here, never literals.
+
+    ``smoke`` runs the whole course in minutes on 2 CPU cores (tests and CI),
+    ``cpu`` is a laptop's worth, ``gpu`` is for a Colab GPU.
+    """
+
+    name: str
+    corpus_chars: int  # characters of a real corpus a lesson works on
+    markov_tokens: int  # length of a synthetic training sequence
+    eval_tokens: int  # held-out tokens for measuring cross-entropy
+    bpe_vocab_size: int  # vocabulary size when a lesson trains a BPE tokenizer
+    batch_size: int
+    block_size: int  # context length of a training window
+    train_steps: int
+    eval_interval: int  # steps between validation measurements
+    eval_batches: int  # batches averaged per validation measurement
+    n_embd: int  # model width
+    n_layer: int
+    n_head: int
+    learning_rate: float
+    sample_chars: int  # characters to generate when a lesson samples text
+
+    def replace(self, **changes) -> "Budget":
+        """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
+        return dataclasses.replace(self, **changes)
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(
+        name="smoke", corpus_chars=200_000, markov_tokens=50_000, eval_tokens=10_000,
+        bpe_vocab_size=300, batch_size=16, block_size=32, train_steps=60,
+        eval_interval=30, eval_batches=4, n_embd=32, n_layer=1, n_head=2,
+        learning_rate=3e-3, sample_chars=200,
+    ),
+    "cpu": Budget(
+        name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
+        bpe_vocab_size=1000, batch_size=32, block_size=64, train_steps=1500,
+        eval_interval=250, eval_batches=20, n_embd=128, n_layer=2, n_head=4,
+        learning_rate=2e-3, sample_chars=500,
+    ),
+    "gpu": Budget(
+        name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
+        bpe_vocab_size=4000, batch_size=64, block_size=256, train_steps=5000,
+        eval_interval=500, eval_batches=50, n_embd=384, n_layer=6, n_head=6,
+        learning_rate=1e-3, sample_chars=1000,
+    ),
+}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no")
+
+
+def budget_name() -> str:
+    """The preset in force: $LMCOURSE_BUDGET, else smoke on CI, else gpu or cpu."""
+    name = os.environ.get("LMCOURSE_BUDGET", "").strip().lower()
+    if name:
+        return name
+    if _truthy(os.environ.get("CI")):
+        return "smoke"
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def budget(name: str | None = None) -> Budget:
+    """The run budget: ``budget("smoke")``, or the preset chosen by ``budget_name()``."""
+    name = (name or budget_name()).strip().lower()
+    if name not in BUDGETS:
+        valid = ", ".join(sorted(BUDGETS))
+        raise ValueError(
+            f"unknown budget {name!r}: choose one of {valid} "
+            "(set it with the LMCOURSE_BUDGET environment variable or budget(name))"
+        )
+    return BUDGETS[name]
+
+
+# ---------------------------------------------------------------------------
+# Mixed precision
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a forward pass runs on ``device``: full precision, bf16 or fp16 autocast.
+
+    On CUDA, bf16 where the GPU supports it (same exponent range as fp32, so no
+    loss scaling), else fp16 with a gradient scaler. On CPU and MPS: fp32.
+    """
+
+    device_type: str
+    dtype: torch.dtype | None  # None means full precision
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        # Only fp16 needs loss scaling: its 5-bit exponent underflows small gradients.
+        return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+
+
+def precision(dev: torch.device | str | None = None, enabled: bool = True) -> Precision:
+    dev = torch.device(dev) if dev is not None else device()
+    if not enabled or dev.type != "cuda":
+        return Precision(dev.type, None)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return Precision(dev.type, dtype)
+
+
+# ---------------------------------------------------------------------------
+# TensorFlow
+
+
+def setup_tensorflow():
+    """Import TensorFlow quietly, let it grow GPU memory as needed, apply the seed.
+
+    Returns the ``tensorflow`` module. Without memory growth TensorFlow grabs
+    all GPU memory at start and PyTorch in the same notebook gets none.
+    """
+    quiet_tensorflow_env()
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised: growth can only be set before first use
+    if _last_seed is not None:
+        tf.random.set_seed(_last_seed)
+    return tf
+
+
+def environment_report() -> dict[str, str]:
+    """Versions and hardware, for the welcome notebook and bug reports."""
+    import platform
+
+    report = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": str(device()),
+        "cuda": torch.version.cuda or "none",
+        "budget": budget_name(),
+        "colab": str(in_colab()),
+        "cpu threads": str(torch.get_num_threads()),
+    }
+    if torch.cuda.is_available():
+        report["gpu"] = torch.cuda.get_device_name(0)
+    return report
