@@ -18,7 +18,6 @@ $(STAMP): pyproject.toml
 	# does not fetch the multi-GB CUDA build.
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[tf,dev]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lmcourse)" >/dev/null
 	touch $(STAMP)
 
 ## Set up (first time) and open the course in JupyterLab.
