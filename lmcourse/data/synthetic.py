@@ -90,6 +90,19 @@ class MarkovSource:
         ctx, sym = np.nonzero(self.transition > 0)
         nxt = self._next_context(ctx, sym)
         prob = self.transition[ctx, sym]
+        if self.branching == 1:
+            # Deterministic chain: the lazy power iteration below would need about
+            # cycle_length**2 steps (seconds, or no convergence at all), so walk the
+            # map instead. n_ctx steps surely land on a cycle; pi is uniform on it.
+            c = 0
+            for _ in range(n_ctx):
+                c = nxt[c]  # one successor per context, rows in order: nxt[c] follows c
+            on_cycle = [c]
+            while nxt[on_cycle[-1]] != c:
+                on_cycle.append(nxt[on_cycle[-1]])
+            pi = np.zeros(n_ctx)
+            pi[on_cycle] = 1.0 / len(on_cycle)
+            return pi
         pi = np.full(n_ctx, 1.0 / n_ctx)
         # Power iteration on the lazy chain (I + P) / 2: same fixed point as P,
         # but it converges even when P is periodic.

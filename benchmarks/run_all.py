@@ -1,0 +1,25 @@
+"""Run every benchmark and print its figures: `make bench`.
+
+Each benchmark measures ours and the reference side by side in one run and
+reports ratios: absolute times on a shared machine swing from run to run.
+"""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_tokenizers  # noqa: E402
+import bench_train  # noqa: E402
+
+BENCHMARKS = {
+    "tokenizers: our byte-level BPE vs Hugging Face tokenizers": bench_tokenizers.main,
+    "training loop: lmcourse.train vs a bare PyTorch loop": bench_train.main,
+}
+
+if __name__ == "__main__":
+    for title, run in BENCHMARKS.items():
+        print(f"\n=== {title} ===", flush=True)
+        start = time.perf_counter()
+        run()
+        print(f"({time.perf_counter() - start:.0f} s)")
