@@ -15,3 +15,177 @@ def setup_notebook(dpi: int = 80) -> None:
         "axes.spines.top": False,
         "axes.spines.right": False,
     })
+
+
+# ---------------------------------------------------------------------------
+# Sampling: how temperature, top-k and top-p reshape a next-token distribution
+
+
+def _token_labels(labels, V: int) -> list[str]:
+    if labels is None:
+        return [str(i) for i in range(V)]
+    # show invisible characters: a newline as \n, a space as ␣
+    labels = [repr(s)[1:-1].replace(" ", "␣") if isinstance(s, str) else str(s) for s in labels]
+    if len(labels) != V:
+        raise ValueError(f"need one label per token: got {len(labels)} labels for {V} tokens")
+    return labels
+
+
+def plot_sampling_distributions(probs_by_setting: dict, labels=None, top: int = 15):
+    """Bar charts of next-token distributions, one panel per sampling setting.
+
+    ``probs_by_setting`` maps a title (e.g. ``"T=0.5"``) to a probability
+    vector of shape ``(V,)`` (numpy or torch). Every panel shows the same
+    tokens in the same order, the ``top`` most probable under the first
+    setting, so the panels can be compared bar by bar. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not probs_by_setting:
+        raise ValueError("probs_by_setting is empty: pass {title: probability vector}")
+    probs = {}
+    for title, p in probs_by_setting.items():
+        p = np.asarray(p.detach().cpu() if hasattr(p, "detach") else p, dtype=float)
+        if p.ndim != 1:
+            raise ValueError(f"each distribution must have shape (V,), got {p.shape} for {title!r}")
+        probs[title] = p
+    V = len(next(iter(probs.values())))
+    if any(len(p) != V for p in probs.values()):
+        raise ValueError("all distributions must have the same vocabulary size")
+    names = _token_labels(labels, V)
+    shown = np.argsort(-next(iter(probs.values())), kind="stable")[: min(top, V)]
+
+    tick_labels = [names[i] for i in shown]
+    rotation = 0 if all(len(s) <= 2 for s in tick_labels) else 90  # single characters fit upright
+
+    n = len(probs)
+    fig, axes = plt.subplots(1, n, figsize=(min(2.4 * n, 12), 2.6), sharey=True, squeeze=False)
+    for ax, (title, p) in zip(axes[0], probs.items()):
+        ax.bar(range(len(shown)), p[shown], color="tab:blue")
+        ax.set_xticks(range(len(shown)), tick_labels, fontsize=7, rotation=rotation)
+        kept = int((p > 0).sum())
+        ax.set_title(f"{title}\n{kept} of {V} tokens kept", fontsize=9)
+    axes[0][0].set_ylabel("probability")
+    axes[0][0].set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
+
+
+def sampling_widget(logits, labels=None, sample=None, top: int = 15):
+    """Sliders for temperature, top-k and top-p over one next-token distribution.
+
+    ``logits`` has shape ``(V,)`` (log-probabilities work: softmax turns them
+    back into the same distribution). Moving a slider redraws the bar chart
+    of the distribution ``lmcourse.generate.sample_next`` would draw from and,
+    if ``sample`` is given, prints ``sample(temperature, top_k, top_p)`` (a
+    function returning generated text; ``top_k``/``top_p`` are ``None`` when
+    off). Returns the widget to display.
+
+    Without a widget front end (nbconvert, nbval, GitHub's viewer) the widget
+    cannot be drawn: its text form says so, and lessons pair it with a static
+    figure from ``plot_sampling_distributions``.
+    """
+    import matplotlib.pyplot as plt
+    import ipywidgets as widgets
+    import torch
+    from IPython.display import display
+
+    from lmcourse.generate import sampling_probs
+
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    if logits.ndim != 1:
+        raise ValueError(f"logits must have shape (V,), got {tuple(logits.shape)}")
+    V = logits.shape[0]
+    names = _token_labels(labels, V)
+
+    class SamplingWidget(widgets.VBox):
+        def __repr__(self) -> str:  # what a page without a widget front end shows
+            return "[sampling widget: run this notebook in Jupyter or Colab to move the sliders]"
+
+    style = {"description_width": "initial"}
+    temperature = widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05,
+                                      description="temperature", style=style)
+    top_k = widgets.IntSlider(value=0, min=0, max=V, description="top-k (0 = off)", style=style)
+    top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05,
+                                description="top-p", style=style)
+    out = widgets.Output()
+
+    def redraw(_change=None):
+        t, k = temperature.value, top_k.value or None
+        p = top_p.value if top_p.value < 1.0 else None
+        probs = sampling_probs(logits, t, k, p)
+        title = f"T={t:g}" + (f", top-k={k}" if k else "") + (f", top-p={p:g}" if p else "")
+        with out:
+            out.clear_output(wait=True)
+            fig = plot_sampling_distributions({title: probs}, names, top)
+            display(fig)
+            plt.close(fig)
+            if sample is not None:
+                print(sample(t, k, p))
+
+    for slider in (temperature, top_k, top_p):
+        slider.observe(redraw, names="value")
+    redraw()
+    return SamplingWidget([widgets.HBox([temperature, top_k, top_p]), out])
+
+
+# ---------------------------------------------------------------------------
+# Corpus statistics (lesson 02)
+
+
+def plot_zipf(fits: dict, max_points: int = 400):
+    """Rank-frequency curves on log-log axes, with each fitted Zipf line.
+
+    ``fits`` maps a corpus name to a ``lmcourse.data.cleaning.ZipfFit``. The
+    dots are the observed counts (thinned to ``max_points`` log-spaced ranks),
+    the dashed line is the fit over the ranks it used. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not fits:
+        raise ValueError("fits is empty: pass {corpus name: zipf_fit(...)}")
+    fig, ax = plt.subplots()
+    for (name, fit), color in zip(fits.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        counts = np.asarray(fit.counts)
+        ranks = np.unique(np.round(np.logspace(0, np.log10(len(counts)), max_points)).astype(int))
+        ax.loglog(ranks, counts[ranks - 1], ".", ms=3, color=color, alpha=0.6)
+        lo, hi = fit.fit_ranks
+        line = np.array([lo, hi])
+        ax.loglog(line, fit.predict(line), "--", color=color, label=f"{name}: slope {fit.slope:.2f}")
+    ax.set_xlabel("rank of word type")
+    ax.set_ylabel("count")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_length_histograms(lengths_by_name: dict, unit: str = "words", bins: int = 40):
+    """One histogram per entry of ``lengths_by_name`` (name -> array of lengths), log-spaced bins.
+
+    Lengths of documents, speeches or lines span orders of magnitude, so the
+    bins are log-spaced; the dashed line marks the median. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not lengths_by_name:
+        raise ValueError("lengths_by_name is empty: pass {name: array of lengths}")
+    n = len(lengths_by_name)
+    fig, axes = plt.subplots(1, n, figsize=(min(3.2 * n, 12), 2.6), squeeze=False)
+    for ax, (name, values) in zip(axes[0], lengths_by_name.items()):
+        values = np.asarray(values, dtype=float)
+        values = values[values > 0]
+        if len(values) == 0:
+            raise ValueError(f"{name!r} has no positive lengths to plot")
+        # log-spaced edges between whole numbers, so integer lengths never straddle a bin edge
+        edges = np.unique(np.round(np.logspace(0, np.log10(values.max() + 1), bins))) - 0.5
+        ax.hist(values, bins=edges, color="tab:blue", alpha=0.8)
+        ax.axvline(np.median(values), color="k", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(f"{name}\n{len(values):,} items, median {np.median(values):g} {unit}", fontsize=9)
+        ax.set_xlabel(unit)
+    axes[0][0].set_ylabel("count")
+    fig.tight_layout()
+    return fig
