@@ -1,0 +1,33 @@
+"""Checks for the course's exercises, and the tools that make and grade them.
+
+In an exercise notebook::
+
+    from lmcourse.grading import check
+    check("softmax", softmax)     # displays a CheckResult
+
+``progress()`` returns the best score reached on each exercise. The command
+``python -m lmcourse.grading.make_exercises solutions exercises`` makes the
+learner's notebooks from the solutions; ``python -m lmcourse.grading.grade``
+grades a class's notebooks into a CSV grade book.
+
+A module of checks registers its exercises when imported; add a new module
+to the imports below.
+"""
+from lmcourse.grading.core import (
+    Case,
+    Exercise,
+    Mistake,
+    check,
+    get_exercise,
+    known_exercises,
+    register,
+)
+from lmcourse.grading.learner_progress import progress, progress_path
+from lmcourse.grading.result import MIME_TYPE, CheckResult
+
+from lmcourse.grading import exercises_lm  # noqa: E402,F401  (registers lesson 01's checks)
+
+__all__ = [
+    "Case", "CheckResult", "Exercise", "MIME_TYPE", "Mistake", "check", "get_exercise",
+    "known_exercises", "progress", "progress_path", "register",
+]

@@ -1,0 +1,524 @@
+"""Checks that know the common mistakes.
+
+An exercise is declared once, as data:
+
+- a reference implementation,
+- test cases (random and edge-case inputs, built from a seeded generator),
+- known wrong variants (``Mistake``): wrong implementations paired with the
+  message that explains that mistake.
+
+``check(exercise_id, answer)`` runs the learner's function on every case and
+compares it with the reference. When an answer is wrong on a case, its output
+is compared with each wrong variant's output on the same inputs: if one
+matches, the feedback names that mistake and gives its hint. Otherwise the
+feedback says what differs (type, shape, dtype, NaN/inf, values) and what
+was expected. Feedback never contains the solution.
+
+Every call of the learner's code goes through ``safe_call.call_safely``, so
+``check()`` never raises because of the answer.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from lmcourse.grading import learner_progress
+from lmcourse.grading.result import FAILED, NOT_ATTEMPTED, PASSED, CheckResult
+from lmcourse.grading.safe_call import (
+    Outcome,
+    call_safely,
+    describe_location,
+    raising_function,
+)
+
+DEFAULT_TIME_LIMIT = 5.0  # seconds per call of the learner's function
+SEED = 1234
+
+
+def default_time_limit() -> float:
+    """Seconds allowed per call: ``$LMCOURSE_CHECK_TIME_LIMIT``, else 5."""
+    value = os.environ.get("LMCOURSE_CHECK_TIME_LIMIT")
+    try:
+        return float(value) if value else DEFAULT_TIME_LIMIT
+    except ValueError:
+        return DEFAULT_TIME_LIMIT
+
+
+@dataclass
+class Case:
+    """One call of the function under test: ``fn(*args, **kwargs)``.
+
+    ``name`` is shown to the learner, so it says what is special about the
+    case ("large logits (±1000)"). With ``grad=True`` the case also compares
+    gradients with respect to the floating-point inputs.
+    """
+
+    name: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    grad: bool = False
+
+
+@dataclass
+class Mistake:
+    """A classic wrong answer: an implementation of it, and what to tell the learner.
+
+    ``wrong`` takes the same arguments as the exercise's function. The
+    feedback reads "Looks like {what}. Hint: {hint}".
+    """
+
+    what: str
+    hint: str
+    wrong: Callable
+
+    def message(self) -> str:
+        return f"Looks like {self.what}. Hint: {self.hint}"
+
+
+@dataclass
+class Exercise:
+    """Everything ``check()`` needs to grade one exercise.
+
+    ``cases(gen)`` builds the test cases from a seeded ``torch.Generator``.
+    ``unstable`` is the message for NaN/inf outputs where the reference is
+    finite. ``diagnose(got, case)`` may add a property-based hint when no known
+    mistake matches ("your probabilities do not sum to 1"). ``error_hints``
+    maps a fragment of an exception message to a hint.
+    """
+
+    id: str
+    title: str
+    reference: Callable
+    cases: Callable[[torch.Generator], list[Case]]
+    mistakes: Sequence[Mistake] = ()
+    unstable: str = ""
+    diagnose: Callable[[Any, Case], str | None] | None = None
+    error_hints: dict[str, str] = field(default_factory=dict)
+    passed_message: str = ""
+
+    def build_cases(self) -> list[Case]:
+        gen = torch.Generator().manual_seed(SEED)
+        return self.cases(gen)
+
+    @property
+    def max_score(self) -> int:
+        return len(self.build_cases())
+
+
+REGISTRY: dict[str, Exercise] = {}
+
+
+def register(exercise: Exercise) -> Exercise:
+    if exercise.id in REGISTRY:
+        raise ValueError(f"exercise {exercise.id!r} is registered twice")
+    REGISTRY[exercise.id] = exercise
+    return exercise
+
+
+def known_exercises() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    if not isinstance(exercise_id, str) or exercise_id not in REGISTRY:
+        known = ", ".join(repr(k) for k in known_exercises())
+        raise ValueError(f"unknown exercise {exercise_id!r}; the known exercises are: {known}")
+    return REGISTRY[exercise_id]
+
+
+# ---------------------------------------------------------------------------
+# Comparing an answer with the reference
+
+
+def clone_inputs(value: Any) -> Any:
+    """A deep copy of the tensors in ``value``, so each call gets fresh inputs."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(clone_inputs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: clone_inputs(v) for k, v in value.items()}
+    return value
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _input_dtype(case: Case) -> torch.dtype:
+    floats = [t.dtype for t in _tensors((case.args, case.kwargs)) if t.is_floating_point()]
+    return floats[0] if floats else torch.float32
+
+
+def tolerances(dtype: torch.dtype) -> tuple[float, float]:
+    """(rtol, atol) for comparing results computed in ``dtype``.
+
+    Loose enough for any correct formula (loop or vectorised, a different
+    summation order), tight enough to catch a wrong one.
+    """
+    if dtype == torch.float64:
+        return 1e-6, 1e-9
+    return 1e-4, 1e-6
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def as_double(value: Any) -> torch.Tensor | None:
+    """``value`` as a float64 tensor for comparing, or None if it is not numeric."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            return None
+        return value.detach().to("cpu", torch.float64)
+    if is_number(value):
+        return torch.tensor(float(value), dtype=torch.float64)
+    return None
+
+
+def same_values(got: Any, expected: Any, dtype: torch.dtype, slack: float = 1.0) -> bool:
+    """Same shape and close values (NaN matches NaN, inf matches inf).
+
+    ``slack`` widens the tolerances: recognising a mistake can afford to be
+    looser than grading, since a learner's version of a wrong formula may
+    round differently from ours.
+    """
+    a, b = as_double(got), as_double(expected)
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    rtol, atol = tolerances(dtype)
+    return torch.allclose(a, b, rtol=rtol * slack, atol=atol * slack, equal_nan=True)
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if value is None:
+        return "None (is a return statement missing?)"
+    return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
+
+
+def form_problem(got: Any, expected: Any) -> str | None:
+    """What is wrong with the *form* of ``got`` (type, shape, dtype), if anything."""
+    if isinstance(expected, torch.Tensor):
+        shape = tuple(expected.shape)
+        if not isinstance(got, torch.Tensor):
+            if expected.dim() == 0 and is_number(got):
+                return ("you returned a Python number, but a 0-d torch.Tensor was expected: "
+                        "converting to a number cuts the result off from autograd, so "
+                        "backward() could not train through it")
+            return f"expected a torch.Tensor of shape {shape}, got {type_name(got)}"
+        if tuple(got.shape) != shape:
+            return f"expected shape {shape}, got shape {tuple(got.shape)}"
+        if got.dtype != expected.dtype:
+            return (f"expected dtype {expected.dtype} (the dtype of the input), got "
+                    f"{got.dtype}: keep the input's dtype (new tensors default to float32)")
+        return None
+    # A number is expected: a Python float, or (accepted too) a 0-d tensor.
+    if is_number(got):
+        return None
+    if isinstance(got, torch.Tensor) and got.dim() == 0 and got.is_floating_point():
+        return None
+    return f"expected a Python float, got {type_name(got)}"
+
+
+def value_problem(got: Any, expected: Any, dtype: torch.dtype) -> str | None:
+    """How the values of ``got`` differ from ``expected`` (same form assumed)."""
+    a, b = as_double(got), as_double(expected)
+    if (~torch.isfinite(a) & torch.isfinite(b)).any():
+        bad = "NaN" if torch.isnan(a).any() else "inf"
+        return f"your result contains {bad} where the correct result is finite"
+    rtol, atol = tolerances(dtype)
+    if torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
+        return None
+    if a.dim() == 0:
+        return f"expected {b.item():.6g}, got {a.item():.6g}"
+    err = (a - b).abs()
+    worst = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+    return (f"wrong values: the largest difference is {err.max().item():.3g} at index "
+            f"{worst} (expected {b[worst].item():.6g}, got {a[worst].item():.6g})")
+
+
+# ---------------------------------------------------------------------------
+# Running one exercise
+
+
+@dataclass
+class _CaseResult:
+    passed: bool
+    message: str = ""
+    outcome: Outcome | None = None  # set when the learner's call failed
+    value: Any = None  # what the learner's function returned, when it passed
+    expected: Any = None  # what the reference returned, when it passed
+
+    @property
+    def key(self) -> str:
+        """Failures with the same key are reported once, naming all their cases.
+
+        An exception raised at the same place counts as one mistake even when
+        its message quotes each case's sizes.
+        """
+        if self.outcome is not None and self.outcome.exception is not None:
+            exc = self.outcome.exception
+            return f"{type(exc).__name__} at {describe_location(exc)}"
+        # "expected shape (4,), got (2,)" and "... (3,), got (1,)" are one mistake.
+        return re.sub(r"[-+.\d]+", "#", self.message)
+
+
+def _backward(out: Any, inputs: list[torch.Tensor], weight: torch.Tensor | None):
+    """Gradients of a fixed random projection of ``out`` with respect to ``inputs``."""
+    loss = out if weight is None else (out * weight).sum()
+    return torch.autograd.grad(loss, inputs, allow_unused=True)
+
+
+def _with_grad(case: Case) -> tuple[tuple, dict, list[torch.Tensor]]:
+    args, kwargs = clone_inputs(case.args), clone_inputs(case.kwargs)
+    leaves = [t.requires_grad_() for t in _tensors((args, kwargs)) if t.is_floating_point()]
+    return args, kwargs, leaves
+
+
+class _Runner:
+    def __init__(self, exercise: Exercise, answer: Callable, time_limit: float):
+        self.ex = exercise
+        self.answer = answer
+        self.time_limit = time_limit
+
+    def run_case(self, case: Case) -> _CaseResult:
+        expected = self.ex.reference(*clone_inputs(case.args), **clone_inputs(case.kwargs))
+        args, kwargs = clone_inputs(case.args), clone_inputs(case.kwargs)
+        outcome = call_safely(self.answer, args, kwargs, self.time_limit)
+        if not outcome.ok:
+            return _CaseResult(False, self._failure_message(outcome), outcome)
+        if not all(torch.equal(a, b) for a, b in zip(_tensors((args, kwargs)),
+                                                       _tensors((case.args, case.kwargs)))):
+            return _CaseResult(False, (
+                "your function changed its input tensor in place, so the caller's data "
+                "would be corrupted. Hint: in-place operations (x -= ..., x.exp_(), "
+                "x[...] = ...) on the input modify it; compute into new tensors"))
+        got = outcome.value
+        dtype = _input_dtype(case)
+        problem = form_problem(got, expected)
+        if problem is not None:
+            return _CaseResult(False, self._explain(case, got, expected, problem, form=True))
+        problem = value_problem(got, expected, dtype)
+        if problem is not None:
+            return _CaseResult(False, self._explain(case, got, expected, problem, form=False))
+        if case.grad:
+            return self._check_gradients(case, expected)
+        return _CaseResult(True, value=got, expected=expected)
+
+    def _explain(self, case: Case, got: Any, expected: Any, problem: str, form: bool) -> str:
+        """Name the mistake if the output matches a known wrong variant.
+
+        Otherwise say what is wrong (``problem``), adding the exercise's hints
+        for NaN/inf and for wrong values (not for a wrong type, shape or dtype).
+        """
+        dtype = _input_dtype(case)
+        for mistake in self.ex.mistakes:
+            try:
+                wrong = mistake.wrong(*clone_inputs(case.args), **clone_inputs(case.kwargs))
+            except Exception:  # a variant may not apply to this case's shapes
+                continue
+            if same_values(wrong, expected, dtype):
+                continue  # this case cannot tell the variant from the right answer
+            if same_values(got, wrong, dtype, slack=10.0):
+                return mistake.message()
+        if form:
+            return problem
+        a, b = as_double(got), as_double(expected)
+        if self.ex.unstable and (~torch.isfinite(a) & torch.isfinite(b)).any():
+            return f"{problem}. {self.ex.unstable}"
+        if self.ex.diagnose is not None:
+            try:
+                extra = self.ex.diagnose(got, case)
+            except Exception:
+                extra = None
+            if extra:
+                return f"{problem}. {extra}"
+        return problem
+
+    def _check_gradients(self, case: Case, expected: Any) -> _CaseResult:
+        weight = None
+        if isinstance(expected, torch.Tensor) and expected.dim() > 0:
+            gen = torch.Generator().manual_seed(SEED + 1)
+            weight = torch.randn(expected.shape, generator=gen, dtype=expected.dtype)
+        args, kwargs, leaves = _with_grad(case)
+        with torch.enable_grad():
+            ref_grads = _backward(self.ex.reference(*args, **kwargs), leaves, weight)
+
+        args, kwargs, leaves = _with_grad(case)
+
+        def forward_backward():
+            with torch.enable_grad():
+                out = self.answer(*args, **kwargs)
+                if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                    return None
+                return _backward(out, leaves, weight)
+
+        outcome = call_safely(forward_backward, time_limit=self.time_limit)
+        if not outcome.ok:
+            return _CaseResult(False, self._failure_message(outcome), outcome)
+        if outcome.value is None:
+            return _CaseResult(False, (
+                "your result is not connected to autograd, so no gradient can flow "
+                "back to the inputs. Hint: build it from torch operations on the input; "
+                ".item(), .tolist(), .numpy(), torch.tensor(...) of computed values, "
+                "or torch.no_grad() all cut the graph"))
+        dtype = _input_dtype(case)
+        for got, ref in zip(outcome.value, ref_grads):
+            ref = torch.zeros_like(got) if ref is None and got is not None else ref
+            got = torch.zeros_like(ref) if got is None and ref is not None else got
+            if got is not None and not same_values(got, ref, dtype):
+                return _CaseResult(False, (
+                    "the values are right but the gradients are not: something in your "
+                    "computation blocks or changes the gradient (a .detach() or .data on a "
+                    "term that matters, or an in-place change of an intermediate)"))
+        return _CaseResult(True)
+
+    def _failure_message(self, outcome: Outcome) -> str:
+        text = f"your function {outcome.message}"
+        if outcome.kind == "time limit":
+            text += (". Is there an endless loop, or a Python loop over every element "
+                     "of a large tensor? The remaining cases were skipped")
+        if outcome.exception is not None:
+            error = str(outcome.exception)
+            for fragment, hint in self.ex.error_hints.items():
+                if fragment in error:
+                    text += f". Hint: {hint}"
+                    break
+        return text
+
+
+def _which(names: list[str], total: int) -> str:
+    """The cases a message applies to, short enough to read."""
+    if len(names) == total > 1:
+        return "Every case"
+    if len(names) > 3:
+        return f"{names[0]}, {names[1]} and {len(names) - 2} more cases"
+    return ", ".join(names)
+
+
+def _not_attempted(ex: Exercise, answer: Callable, first: Outcome, n_cases: int) -> CheckResult:
+    message = ("Not attempted yet: replace the line raise NotImplementedError(...) in "
+               "your function with your code, then run this check again.")
+    raiser = raising_function(first.exception) if first.exception else None
+    name = getattr(answer, "__name__", None)
+    if raiser and name and raiser != name:
+        # e.g. perplexity is written but calls cross_entropy, which is still a stub
+        message = (f"Not attempted yet: your function calls {raiser}, which still raises "
+                   f"NotImplementedError. Write {raiser} first, then run this check again.")
+    return CheckResult(
+        exercise=ex.id, title=ex.title, passed=False, score=0, max_score=n_cases,
+        status=NOT_ATTEMPTED, feedback=[message],
+    )
+
+
+def run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckResult, bool]:
+    """The result, and whether the run was interrupted (Ctrl-C) before it finished."""
+    cases = ex.build_cases()
+    if not callable(answer):
+        return CheckResult(
+            exercise=ex.id, title=ex.title, passed=False, score=0, max_score=len(cases),
+            feedback=[f"check() needs your function itself, but got {type_name(answer)}. "
+                      "Pass the function's name without calling it."]), False
+    runner = _Runner(ex, answer, time_limit)
+    results: list[tuple[Case, _CaseResult]] = []
+    stopped = ""
+    for case in cases:
+        if stopped:
+            results.append((case, _CaseResult(False, stopped)))
+            continue
+        res = runner.run_case(case)
+        results.append((case, res))
+        kind = res.outcome.kind if res.outcome else "ok"
+        if kind in ("time limit", "interrupt"):
+            stopped = "skipped after the previous case was stopped"
+    kinds = [r.outcome.kind if r.outcome else "ok" for _, r in results]
+    if all(k == "not implemented" for k in kinds):
+        return _not_attempted(ex, answer, results[0][1].outcome, len(cases)), False
+
+    score = sum(r.passed for _, r in results)
+    passed = score == len(cases)
+    # One line per distinct message, naming every case that produced it.
+    groups: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
+    for case, res in results:
+        if not res.passed and res.message != stopped:
+            groups.setdefault(res.key, (res.message, []))[1].append(case.name)
+    feedback = [f"{_which(names, len(cases))}: {message}" for message, names in groups.values()]
+    if passed:
+        feedback = [ex.passed_message or f"All {len(cases)} cases pass. Well done!"]
+        feedback += _notes(results[0][1])
+    result = CheckResult(
+        exercise=ex.id, title=ex.title, passed=passed, score=score, max_score=len(cases),
+        status=PASSED if passed else FAILED, feedback=feedback,
+        cases=[(case.name, res.passed) for case, res in results],
+    )
+    return result, "interrupt" in kinds
+
+
+def _notes(first: _CaseResult) -> list[str]:
+    """Remarks on a correct answer, from what it returned on the first case."""
+    if is_number(first.expected) and isinstance(first.value, torch.Tensor):
+        return ["Note: you return a 0-d tensor; that is accepted, but a Python float "
+                "is the convention for a metric like this (a tensor keeps its "
+                "autograd graph alive, and prints as tensor(...))."]
+    return []
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run PyTorch on one thread for the duration of a check, then restore.
+
+    The checks use tiny tensors: waking a pool of worker threads for each op
+    costs far more than the work (milliseconds per softmax on a busy machine).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def check(exercise_id: str, answer: Any, *, time_limit: float | None = None,
+          record: bool = True) -> CheckResult:
+    """Grade ``answer`` (your function) for exercise ``exercise_id``.
+
+    Returns a ``CheckResult``, which displays itself in a notebook. It never
+    raises because of the answer: errors, endless loops (stopped after
+    ``time_limit`` seconds per call), wrong types, shapes, dtypes and values
+    all become feedback. An unknown ``exercise_id`` raises ``ValueError``
+    listing the known ones, because that is a typo in the check cell, not a
+    mistake in the answer.
+
+    With ``record=True`` the best score is saved to the progress file (see
+    ``progress()``).
+    """
+    ex = get_exercise(exercise_id)
+    limit = default_time_limit() if time_limit is None else float(time_limit)
+    try:
+        with _one_thread():
+            result, interrupted = run_exercise(ex, answer, limit)
+    except Exception as exc:  # a bug in the check itself must not look like the learner's
+        return CheckResult(
+            exercise=ex.id, title=ex.title, passed=False, score=0, max_score=0,
+            feedback=[f"The check itself failed ({exc.__class__.__name__}: {exc}). This is "
+                      "a bug in lmcourse, not in your answer; please report it."])
+    if record and not interrupted:
+        note = learner_progress.record(result)
+        if note:
+            result.feedback.append(note)
+    return result
