@@ -1,0 +1,19 @@
+"""Text for language models: corpora, synthetic sources, tokenizers, batching, cleaning.
+
+    from lmcourse.data import load_text, BPETokenizer, LMBatches
+
+One module per idea: ``corpora`` (real text, downloaded and cached),
+``synthetic`` (text with an exactly known entropy rate), ``tokenizers``
+(char, word, byte-level BPE), ``batching`` (splits and training windows) and
+``cleaning`` (normalisation, deduplication, contamination, privacy).
+"""
+from lmcourse.data.batching import LMBatches, Splits, random_windows, sequential_windows, split
+from lmcourse.data.corpora import Corpus, available_corpora, load_text
+from lmcourse.data.synthetic import MarkovSource
+from lmcourse.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
+
+__all__ = [
+    "BPETokenizer", "CharTokenizer", "Corpus", "LMBatches", "MarkovSource", "Splits",
+    "Tokenizer", "WordTokenizer", "available_corpora", "load_text", "random_windows",
+    "sequential_windows", "split",
+]

@@ -1,0 +1,4 @@
+"""The course's language models: n-grams now; RNN/LSTM/GRU and the GPT in later lessons."""
+from lmcourse.models.ngram import NGramModel
+
+__all__ = ["NGramModel"]
