@@ -16,7 +16,7 @@ import os
 import statistics
 import time
 
-from lmcourse.data.tokenizers import BPETokenizer
+from lmcourse.data.tokenizers import BPETokenizer, reference_bpe
 
 
 def load_corpora() -> dict[str, str]:
@@ -27,27 +27,10 @@ def load_corpora() -> dict[str, str]:
     try:
         from lmcourse.data.corpora import load_text
 
-        corpora["tiny_shakespeare"] = load_text("tiny_shakespeare")
+        corpora["tiny_shakespeare"] = load_text("tiny_shakespeare").text
     except Exception as e:  # the loader is optional here: say why and go on with pydoc
         print(f"(tiny_shakespeare skipped: {type(e).__name__}: {e})")
     return corpora
-
-
-def hf_train(text: str, vocab_size: int):
-    """HF byte-level BPE set up like ours: 256 byte symbols, GPT-2 split, no special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-        show_progress=False,
-    )
-    tok.train_from_iterator([text], trainer=trainer)
-    return tok
 
 
 def timed(fn, repeats: int):
@@ -66,7 +49,7 @@ def bench(text: str, vocab_size: int, repeats: int = 3) -> dict:
     n_bytes = len(held_out.encode("utf-8"))
 
     ours_train_s, ours = timed(lambda: BPETokenizer.train(train, vocab_size), repeats)
-    hf_train_s, hf = timed(lambda: hf_train(train, vocab_size), repeats)
+    hf_train_s, hf = timed(lambda: reference_bpe(train, vocab_size), repeats)
     # A fresh tokenizer per repeat: our encoding cache starts empty each time.
     ours_enc_s, ours_ids = timed(lambda: BPETokenizer(ours.merges).encode(held_out), repeats)
     hf_enc_s, hf_ids = timed(lambda: hf.encode(held_out).ids, repeats)

@@ -14,6 +14,7 @@ from lmcourse.data.tokenizers import (
     CharTokenizer,
     Tokenizer,
     WordTokenizer,
+    reference_bpe,
 )
 
 # A small English text written for these tests.
@@ -164,8 +165,6 @@ def test_first_merge_is_the_most_frequent_pair():
 def test_compression_matches_huggingface_bpe():
     """Same data, same vocabulary size: our BPE compresses held-out text like HF's."""
     from pydoc_data.topics import topics
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, trainers
 
     text = "".join(topics.values())
     cut = int(0.8 * len(text))
@@ -177,17 +176,7 @@ def test_compression_matches_huggingface_bpe():
     ours_ids = ours.encode(held_out)
     ours_seconds = time.perf_counter() - start
 
-    hf = HFTokenizer(models.BPE())
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    hf.decoder = decoders.ByteLevel()
-    # HF counts the 256 byte symbols inside vocab_size, as we do.
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-        show_progress=False,
-    )
-    hf.train_from_iterator([train], trainer=trainer)
+    hf = reference_bpe(train, vocab_size)
     hf_ids = hf.encode(held_out).ids
 
     assert ours.vocab_size == hf.get_vocab_size() == vocab_size

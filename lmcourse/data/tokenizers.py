@@ -358,3 +358,26 @@ class BPETokenizer(Tokenizer):
         if not (isinstance(merges, list) and all(isinstance(m, list) and len(m) == 2 for m in merges)):
             raise TypeError('"merges" must be a list of [id, id] pairs')
         return cls(merges, pattern)
+
+
+def reference_bpe(text: str, vocab_size: int):
+    """Hugging Face ``tokenizers`` byte-level BPE set up like ``BPETokenizer``: the yardstick.
+
+    256 byte symbols counted inside ``vocab_size`` (as ours), a GPT-2-style
+    split, no prefix space and no special tokens, so the two differ only in how
+    they learn and apply merges. Tests, benchmarks and lesson 02 compare against it.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+        show_progress=False,
+    )
+    hf.train_from_iterator([text], trainer=trainer)
+    return hf
