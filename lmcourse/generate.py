@@ -18,9 +18,21 @@ last dimension. Filters return logits with the removed tokens set to ``-inf``,
 so they compose: temperature, then top-k, then top-p (the order Hugging Face
 ``transformers`` uses too). Ties are broken deterministically: among equal
 logits the lower token id ranks first.
+
+``generate``, ``greedy`` and ``beam_search`` run a whole model. Every model in
+the course keeps one contract:
+
+    logits, state = model(idx, state)        # idx (B, T); logits (B, T, V)
+    state = model.select_state(state, index) # keep / reorder batch entries (beam search)
+
+``state`` is whatever the model carries from one call to the next: an RNN's
+hidden state, a Transformer's key-value cache, ``None`` to start. So
+generation reads the prompt once and then feeds one token per step: the cost
+of a new token does not grow with the text already written.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from numbers import Integral, Real
 
@@ -32,6 +44,9 @@ __all__ = [
     "top_p_filter",
     "sampling_probs",
     "sample_next",
+    "generate",
+    "greedy",
+    "beam_search",
 ]
 
 
@@ -187,3 +202,158 @@ def sample_next(
     rows = probs.reshape(-1, probs.shape[-1])
     ids = torch.multinomial(rows, num_samples=1, generator=generator).squeeze(-1)
     return ids.reshape(probs.shape[:-1])
+
+
+# ---------------------------------------------------------------------------
+# Running a model: generate, greedy, beam search
+
+
+def _as_prompt(prompt) -> tuple[torch.Tensor, bool]:
+    """The prompt as a (B, T) LongTensor, and whether it came in 1-D."""
+    idx = torch.as_tensor(prompt)
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise TypeError(f"prompt must hold integer token ids, got {idx.dtype}")
+    if idx.ndim not in (1, 2) or idx.shape[-1] == 0:
+        raise ValueError(
+            f"prompt must have shape (T,) or (B, T) with T >= 1 (the model needs a token to "
+            f"start from), got shape {tuple(idx.shape)}"
+        )
+    return (idx[None] if idx.ndim == 1 else idx).long(), idx.ndim == 1
+
+
+def _check_steps(max_new_tokens) -> int:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    return int(max_new_tokens)
+
+
+def _model_device(model, fallback: torch.device) -> torch.device:
+    params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    first = next(params, None)
+    return first.device if first is not None else fallback
+
+
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode (no dropout) and no gradients; the model's own mode is restored afterwards."""
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+
+def _step(model, idx: torch.Tensor, state):
+    """One call of the model contract; returns the last position's logits (B, V) and the state."""
+    out = model(idx, state)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            "model(idx, state) must return (logits, state), logits of shape (B, T, V); "
+            f"got {type(out).__name__}"
+        )
+    logits, state = out
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != idx.shape:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"expected logits of shape (B, T, V) = {(*idx.shape, 'V')} for idx of "
+                         f"shape {tuple(idx.shape)}; got {got}")
+    return logits[:, -1, :], state
+
+
+def generate(
+    model,
+    prompt,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue ``prompt`` by ``max_new_tokens`` tokens, each drawn with :func:`sample_next`.
+
+    ``prompt`` is a 1-D sequence of token ids or a batch ``(B, T)`` of them; the
+    result has the same number of dimensions, prompt included:
+    ``(T + max_new_tokens,)`` or ``(B, T + max_new_tokens)``. ``temperature=0``
+    is greedy decoding. The model reads the prompt once, then one token per step
+    with the state it returned (see the module docstring for the contract).
+    Runs in eval mode without gradients and restores the model's mode. For
+    reproducible samples pass a seeded ``torch.Generator`` on the model's device.
+    """
+    idx, one_d = _as_prompt(prompt)
+    steps = _check_steps(max_new_tokens)
+    # Check the options once here, not only inside the loop after the first forward pass.
+    _check_temperature(temperature, allow_zero=True)
+    top_k = None if top_k is None else _check_top_k(top_k)
+    top_p = None if top_p is None else _check_top_p(top_p)
+    idx = idx.to(_model_device(model, idx.device))
+    pieces = [idx]
+    with _inference(model):
+        if steps:
+            logits, state = _step(model, idx, None)
+        for i in range(steps):
+            if logits.dtype in (torch.float16, torch.bfloat16):  # under autocast: sample in fp32
+                logits = logits.float()
+            token = sample_next(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
+            pieces.append(token)
+            if i + 1 < steps:  # the last token needs no forward pass of its own
+                logits, state = _step(model, token, state)
+    out = torch.cat(pieces, dim=1)
+    return out[0] if one_d else out
+
+
+def greedy(model, prompt, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding: always the most probable next token (``generate`` at temperature 0)."""
+    return generate(model, prompt, max_new_tokens, temperature=0.0)
+
+
+def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4) -> tuple[torch.Tensor, float]:
+    """The most probable continuation that beam search finds, and its log-probability.
+
+    Greedy decoding commits to the best token at every step, and one good-looking
+    token can lead into a poor sentence. Beam search keeps the ``beam_width``
+    best partial continuations (by total log-probability) instead: at each step
+    every beam is extended by every token, and the best ``beam_width`` of those
+    candidates survive. Each survivor continues the state of the beam it grew
+    from, so the states are reordered with ``model.select_state``. Width 1 is
+    greedy decoding; a width of ``V ** (max_new_tokens - 1)`` would be an
+    exhaustive search.
+
+    ``prompt`` is one 1-D sequence. Returns ``(tokens, log_prob)``: the prompt
+    followed by ``max_new_tokens`` tokens, and the natural-log probability of
+    those new tokens given the prompt. All continuations have the same length
+    (there is no end-of-sequence token here), so no length normalisation is
+    needed to compare them. Ties go to the earlier beam, then the lower token id.
+    """
+    idx, one_d = _as_prompt(prompt)
+    if not one_d:
+        raise ValueError(f"beam_search takes one 1-D prompt, got shape {tuple(idx.shape)}")
+    steps = _check_steps(max_new_tokens)
+    if isinstance(beam_width, bool) or not isinstance(beam_width, Integral) or beam_width < 1:
+        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+    if not hasattr(model, "select_state"):
+        raise TypeError(f"beam search needs model.select_state(state, index); "
+                        f"{type(model).__name__} has none")
+    idx = idx.to(_model_device(model, idx.device))
+    with _inference(model):
+        if steps == 0:
+            return idx[0], 0.0
+        logits, state = _step(model, idx, None)
+        V = logits.shape[-1]
+        # float64 scores: summing many log-probs in float32 would blur close beams
+        scores = torch.zeros(1, dtype=torch.float64, device=idx.device)  # one beam: the prompt
+        tokens = idx.new_empty(1, 0)
+        for i in range(steps):
+            log_probs = torch.log_softmax(logits.double(), dim=-1)  # (beams, V)
+            candidates = (scores[:, None] + log_probs).reshape(-1)  # beam-major: beam * V + token
+            keep = min(beam_width, candidates.numel())
+            best = torch.sort(candidates, descending=True, stable=True).indices[:keep]
+            beam, token = best // V, best % V
+            scores, tokens = candidates[best], torch.cat([tokens[beam], token[:, None]], dim=1)
+            if i + 1 < steps:
+                state = model.select_state(state, beam)
+                logits, state = _step(model, token[:, None], state)
+    # Beams stay sorted best first: the first is the answer.
+    return torch.cat([idx[0], tokens[0]]), float(scores[0])

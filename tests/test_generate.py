@@ -242,3 +242,111 @@ def test_sampling_widget_builds_without_a_front_end_and_reacts_to_sliders():
     top_p.value = 0.5
     temperature.value = 0.0
     assert calls == [(1.0, None, None), (1.0, 2, None), (1.0, 2, 0.5), (0.0, 2, 0.5)]
+
+
+# -- generate, greedy and beam search on a hand-built model --------------------
+
+from lmcourse.generate import beam_search, generate, greedy  # noqa: E402
+
+
+class TableModel(torch.nn.Module):
+    """A bigram "model" with a fixed transition table, keeping the generation contract.
+
+    Its state is the number of tokens read so far per sequence, so that a
+    missing or wrong ``select_state`` shows, and ``calls`` records every input shape.
+    """
+
+    def __init__(self, table):
+        super().__init__()
+        self.log_table = torch.log(torch.tensor(table, dtype=torch.float64))
+        self.calls = []
+
+    def forward(self, idx, state=None):
+        self.calls.append(tuple(idx.shape))
+        seen = torch.zeros(idx.shape[0], dtype=torch.long) if state is None else state
+        return self.log_table[idx], seen + idx.shape[1]
+
+    def select_state(self, state, index):
+        return state[index]
+
+
+# From token 0, greedy takes 1 (0.6) and then at best 0.3: 0.18 in all.
+# Going through 2 (0.4) leads to 3 with 0.9: 0.36, twice as likely.
+TRAP = [
+    [0.0, 0.6, 0.4, 0.0],
+    [0.3, 0.3, 0.2, 0.2],
+    [0.05, 0.0, 0.05, 0.9],
+    [0.25, 0.25, 0.25, 0.25],
+]
+
+
+def test_greedy_falls_into_the_trap_and_beam_search_does_not():
+    model = TableModel(TRAP)
+    prompt = torch.tensor([0])
+    assert greedy(model, prompt, 2).tolist() == [0, 1, 0]  # the lower id wins the 0.3 tie
+    seq, log_prob = beam_search(model, prompt, 2, beam_width=1)
+    assert seq.tolist() == [0, 1, 0] and math.isclose(log_prob, math.log(0.18))
+    seq, log_prob = beam_search(model, prompt, 2, beam_width=2)
+    assert seq.tolist() == [0, 2, 3] and math.isclose(log_prob, math.log(0.36))
+
+
+def test_generate_reads_the_prompt_once_then_one_token_per_step():
+    model = TableModel(TRAP)
+    out = generate(model, torch.tensor([[0, 1, 2], [3, 3, 0]]), 3, temperature=0)
+    assert out.shape == (2, 6)
+    assert out.tolist() == [[0, 1, 2, 3, 0, 1], [3, 3, 0, 1, 0, 1]]
+    assert model.calls == [(2, 3), (2, 1), (2, 1)]  # the last new token needs no forward pass
+
+
+def test_generate_shapes_and_edge_cases():
+    model = TableModel(TRAP)
+    assert generate(model, torch.tensor([2]), 0).tolist() == [2]
+    assert model.calls == []  # nothing to generate: the model is not even run
+    assert generate(model, [1, 2], 5).shape == (7,)  # a list is a prompt too
+    assert generate(model, torch.tensor([[1], [2]]), 5).shape == (2, 6)
+    seq, log_prob = beam_search(model, torch.tensor([1]), 0)
+    assert seq.tolist() == [1] and log_prob == 0.0
+
+
+def test_generate_samples_from_the_filtered_distribution():
+    model = TableModel(TRAP)
+    g = torch.Generator().manual_seed(0)
+    # top_k=1 after token 1 leaves token 0 only (lower id among the 0.3 tie).
+    out = generate(model, torch.ones(200, 1, dtype=torch.long), 1, top_k=1, generator=g)
+    assert set(out[:, 1].tolist()) == {0}
+    out = generate(model, torch.zeros(4000, 1, dtype=torch.long), 1, generator=g)
+    assert abs((out[:, 1] == 1).double().mean().item() - 0.6) < 0.03
+
+
+def test_beam_search_never_does_worse_than_greedy_on_random_tables():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        table = torch.softmax(3 * torch.randn(5, 5, generator=g, dtype=torch.float64), -1).tolist()
+        model = TableModel(table)
+        prompt = torch.tensor([int(torch.randint(5, (1,), generator=g))])
+        greedy_seq = greedy(model, prompt, 4).tolist()
+        greedy_score = sum(math.log(table[a][b]) for a, b in zip(greedy_seq[:-1], greedy_seq[1:]))
+        seq, score = beam_search(model, prompt, 4, beam_width=3)
+        recomputed = sum(math.log(table[a][b]) for a, b in zip(seq[:-1].tolist(), seq[1:].tolist()))
+        assert math.isclose(score, recomputed, abs_tol=1e-9)
+        assert score >= greedy_score - 1e-12
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m: generate(m, torch.tensor([], dtype=torch.long), 3), ValueError, "T >= 1"),
+    (lambda m: generate(m, torch.tensor([0.5]), 3), TypeError, "integer token ids"),
+    (lambda m: generate(m, torch.tensor([0]), -1), ValueError, "max_new_tokens must be an int >= 0"),
+    (lambda m: generate(m, torch.tensor([0]), 3, temperature=-1), ValueError, "temperature"),
+    (lambda m: generate(m, torch.tensor([0]), 3, top_p=0), ValueError, "top_p"),
+    (lambda m: beam_search(m, torch.tensor([[0]]), 3), ValueError, "one 1-D prompt"),
+    (lambda m: beam_search(m, torch.tensor([0]), 3, beam_width=0), ValueError, "beam_width"),
+    (lambda m: generate(lambda idx, state: idx.float(), torch.tensor([0]), 3), TypeError,
+     r"must return \(logits, state\)"),
+    (lambda m: generate(lambda idx, state: (idx.float(), None), torch.tensor([0]), 3), ValueError,
+     r"shape \(B, T, V\)"),
+    (lambda m: beam_search(lambda idx, state: (idx, state), torch.tensor([0]), 3), TypeError,
+     "select_state"),
+])
+def test_generation_gets_clear_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call(TableModel(TRAP))
