@@ -90,7 +90,10 @@ class Exercise:
     ``unstable`` is the message for NaN/inf outputs where the reference is
     finite. ``diagnose(got, case)`` may add a property-based hint when no known
     mistake matches ("your probabilities do not sum to 1"). ``error_hints``
-    maps a fragment of an exception message to a hint.
+    maps a fragment of an exception message to a hint. ``output_names`` names
+    the items of a tuple or list result ("h_next", "c_next") in feedback.
+    ``inplace_message`` replaces the default feedback for an answer that
+    changes its inputs in place.
     """
 
     id: str
@@ -102,6 +105,8 @@ class Exercise:
     diagnose: Callable[[Any, Case], str | None] | None = None
     error_hints: dict[str, str] = field(default_factory=dict)
     passed_message: str = ""
+    output_names: tuple[str, ...] = ()
+    inplace_message: str = ""
 
     def build_cases(self) -> list[Case]:
         gen = torch.Generator().manual_seed(SEED)
@@ -196,6 +201,9 @@ def same_values(got: Any, expected: Any, dtype: torch.dtype, slack: float = 1.0)
     looser than grading, since a learner's version of a wrong formula may
     round differently from ours.
     """
+    if isinstance(expected, (tuple, list)):
+        return (isinstance(got, (tuple, list)) and len(got) == len(expected)
+                and all(same_values(g, e, dtype, slack) for g, e in zip(got, expected)))
     a, b = as_double(got), as_double(expected)
     if a is None or b is None or a.shape != b.shape:
         return False
@@ -211,8 +219,29 @@ def type_name(value: Any) -> str:
     return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
 
 
-def form_problem(got: Any, expected: Any) -> str | None:
-    """What is wrong with the *form* of ``got`` (type, shape, dtype), if anything."""
+def _item_name(names: Sequence[str], index: int) -> str:
+    return names[index] if index < len(names) else f"item {index}"
+
+
+def form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | None:
+    """What is wrong with the *form* of ``got`` (type, shape, dtype), if anything.
+
+    A tuple or list result is checked item by item; ``names`` names the items.
+    """
+    if isinstance(expected, (tuple, list)):
+        kind = "tuple" if isinstance(expected, tuple) else "list"
+        what = f"a {kind} of {len(expected)} tensors"
+        if names:
+            what += f" ({', '.join(names)})"
+        if not isinstance(got, (tuple, list)):
+            return f"expected {what}, got {type_name(got)}"
+        if len(got) != len(expected):
+            return f"expected {what}, got a {type(got).__name__} of {len(got)} items"
+        for index, (g, e) in enumerate(zip(got, expected)):
+            problem = form_problem(g, e)
+            if problem is not None:
+                return f"{_item_name(names, index)}: {problem}"
+        return None
     if isinstance(expected, torch.Tensor):
         shape = tuple(expected.shape)
         if not isinstance(got, torch.Tensor):
@@ -235,8 +264,23 @@ def form_problem(got: Any, expected: Any) -> str | None:
     return f"expected a Python float, got {type_name(got)}"
 
 
-def value_problem(got: Any, expected: Any, dtype: torch.dtype) -> str | None:
+def _blows_up(got: Any, expected: Any) -> bool:
+    """True where ``got`` has NaN/inf and ``expected`` is finite (same form assumed)."""
+    if isinstance(expected, (tuple, list)):
+        return any(_blows_up(g, e) for g, e in zip(got, expected))
+    a, b = as_double(got), as_double(expected)
+    return bool((~torch.isfinite(a) & torch.isfinite(b)).any())
+
+
+def value_problem(got: Any, expected: Any, dtype: torch.dtype,
+                  names: Sequence[str] = ()) -> str | None:
     """How the values of ``got`` differ from ``expected`` (same form assumed)."""
+    if isinstance(expected, (tuple, list)):
+        for index, (g, e) in enumerate(zip(got, expected)):
+            problem = value_problem(g, e, dtype)
+            if problem is not None:
+                return f"{_item_name(names, index)}: {problem}"
+        return None
     a, b = as_double(got), as_double(expected)
     if (~torch.isfinite(a) & torch.isfinite(b)).any():
         bad = "NaN" if torch.isnan(a).any() else "inf"
@@ -304,16 +348,16 @@ class _Runner:
             return _CaseResult(False, self._failure_message(outcome), outcome)
         if not all(torch.equal(a, b) for a, b in zip(_tensors((args, kwargs)),
                                                        _tensors((case.args, case.kwargs)))):
-            return _CaseResult(False, (
+            return _CaseResult(False, self.ex.inplace_message or (
                 "your function changed its input tensor in place, so the caller's data "
                 "would be corrupted. Hint: in-place operations (x -= ..., x.exp_(), "
                 "x[...] = ...) on the input modify it; compute into new tensors"))
         got = outcome.value
         dtype = _input_dtype(case)
-        problem = form_problem(got, expected)
+        problem = form_problem(got, expected, self.ex.output_names)
         if problem is not None:
             return _CaseResult(False, self._explain(case, got, expected, problem, form=True))
-        problem = value_problem(got, expected, dtype)
+        problem = value_problem(got, expected, dtype, self.ex.output_names)
         if problem is not None:
             return _CaseResult(False, self._explain(case, got, expected, problem, form=False))
         if case.grad:
@@ -338,8 +382,7 @@ class _Runner:
                 return mistake.message()
         if form:
             return problem
-        a, b = as_double(got), as_double(expected)
-        if self.ex.unstable and (~torch.isfinite(a) & torch.isfinite(b)).any():
+        if self.ex.unstable and _blows_up(got, expected):
             return f"{problem}. {self.ex.unstable}"
         if self.ex.diagnose is not None:
             try:

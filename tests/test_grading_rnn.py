@@ -1,0 +1,257 @@
+"""The recurrent-network checks: references agree with PyTorch's modules, every
+correct form passes, the classic mistakes are named, and the notebooks grade."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmcourse.grading import check, get_exercise
+from lmcourse.grading.exercises_rnn import _clip_grad_norm, _gru_cell, _lstm_cell
+from lmcourse.grading.grade import grade
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS_NB = ROOT / "solutions" / "03_recurrent_networks.ipynb"
+EXERCISES_NB = ROOT / "exercises" / "03_recurrent_networks.ipynb"
+EXERCISES = ("rnn_cell", "lstm_cell", "gru_cell", "clip_grad_norm")
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMCOURSE_HOME", str(tmp_path / "home"))
+
+
+def run(exercise, answer):
+    return check(exercise, answer, time_limit=2.0, record=False)
+
+
+def text(result):
+    return " ".join(result.feedback).lower()
+
+
+# ---------------------------------------------------------------------------
+# The references are PyTorch's own cells, in the exercises' (in, out) layout
+
+
+def test_lstm_reference_matches_nn_lstmcell():
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(3, 5).double()
+    with torch.no_grad():
+        cell.bias_hh.zero_()
+    x, h, c = torch.randn(4, 3).double(), torch.randn(4, 5).double(), torch.randn(4, 5).double()
+    want_h, want_c = cell(x, (h, c))
+    got_h, got_c = _lstm_cell(x, h, c, cell.weight_ih.T, cell.weight_hh.T, cell.bias_ih)
+    torch.testing.assert_close(got_h, want_h)
+    torch.testing.assert_close(got_c, want_c)
+
+
+def test_gru_reference_matches_nn_grucell():
+    torch.manual_seed(0)
+    cell = torch.nn.GRUCell(3, 5).double()
+    x, h = torch.randn(4, 3).double(), torch.randn(4, 5).double()
+    got = _gru_cell(x, h, cell.weight_ih.T, cell.weight_hh.T, cell.bias_ih, cell.bias_hh)
+    torch.testing.assert_close(got, cell(x, h))
+
+
+def test_clip_reference_matches_torch_clip_grad_norm_():
+    torch.manual_seed(0)
+    grads = [torch.randn(4, 3) * 3, torch.randn(7) * 3]
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(params, 1.5)
+    for got, p in zip(_clip_grad_norm(grads, 1.5), params):
+        torch.testing.assert_close(got, p.grad)
+
+
+# ---------------------------------------------------------------------------
+# Every correct form passes: loops, split weights, slicing, the fused modules
+
+
+def rnn_loop(x, h, W_xh, W_hh, b_h):
+    rows = []
+    for b in range(x.shape[0]):
+        rows.append(torch.tanh(x[b] @ W_xh + h[b] @ W_hh + b_h))
+    return torch.stack(rows)
+
+
+def rnn_one_matmul(x, h, W_xh, W_hh, b_h):
+    return torch.tanh(torch.cat([x, h], dim=1) @ torch.cat([W_xh, W_hh], dim=0) + b_h)
+
+
+def rnn_addmm(x, h, W_xh, W_hh, b_h):
+    return torch.tanh(torch.addmm(b_h, x, W_xh) + torch.mm(h, W_hh))
+
+
+def lstm_slicing(x, h, c, W_x, W_h, b):
+    H = h.shape[1]
+    z = x @ W_x + h @ W_h + b
+    i, f = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H:2 * H])
+    g, o = torch.tanh(z[:, 2 * H:3 * H]), torch.sigmoid(z[:, 3 * H:])
+    c_next = f * c + i * g
+    return [o * torch.tanh(c_next), c_next]  # a list is accepted too
+
+
+def lstm_split_weights(x, h, c, W_x, W_h, b):
+    def gate(k, act):
+        return act(x @ W_x.chunk(4, 1)[k] + h @ W_h.chunk(4, 1)[k] + b.chunk(4)[k])
+    i, f, g, o = (gate(k, a) for k, a in enumerate(
+        [torch.sigmoid, torch.sigmoid, torch.tanh, torch.sigmoid]))
+    c_next = torch.addcmul(f * c, i, g)
+    return o * c_next.tanh(), c_next
+
+
+def lstm_module(x, h, c, W_x, W_h, b):
+    # functional_call runs the module with our tensors as its weights, so gradients flow.
+    cell = torch.nn.LSTMCell(W_x.shape[0], h.shape[1]).to(x.dtype)
+    weights = {"weight_ih": W_x.T, "weight_hh": W_h.T, "bias_ih": b,
+               "bias_hh": torch.zeros_like(b)}
+    return torch.func.functional_call(cell, weights, (x, (h, c)))
+
+
+def gru_slicing(x, h, W_x, W_h, b_x, b_h):
+    H = h.shape[1]
+    gx, gh = x @ W_x + b_x, h @ W_h + b_h
+    r = torch.sigmoid(gx[:, :H] + gh[:, :H])
+    z = torch.sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+    n = torch.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+    return n + z * (h - n)  # the same interpolation, rearranged
+
+
+def gru_module(x, h, W_x, W_h, b_x, b_h):
+    cell = torch.nn.GRUCell(W_x.shape[0], h.shape[1]).to(x.dtype)
+    weights = {"weight_ih": W_x.T, "weight_hh": W_h.T, "bias_ih": b_x, "bias_hh": b_h}
+    return torch.func.functional_call(cell, weights, (x, h))
+
+
+def clip_no_epsilon(grads, max_norm):
+    total = torch.sqrt(sum((g ** 2).sum() for g in grads)) if grads else torch.tensor(0.0)
+    if total <= max_norm:
+        return list(grads)
+    return [g * (max_norm / total) for g in grads]
+
+
+def clip_concatenated(grads, max_norm):
+    if not grads:
+        return []
+    total = torch.cat([g.flatten().double() for g in grads]).norm()
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    return [(g * coef).to(g.dtype) for g in grads]
+
+
+def clip_with_torch(grads, max_norm):
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return [p.grad for p in params]
+
+
+CORRECT = [
+    ("rnn_cell", rnn_loop), ("rnn_cell", rnn_one_matmul), ("rnn_cell", rnn_addmm),
+    ("lstm_cell", lstm_slicing), ("lstm_cell", lstm_split_weights), ("lstm_cell", lstm_module),
+    ("gru_cell", gru_slicing), ("gru_cell", gru_module),
+    ("clip_grad_norm", clip_no_epsilon), ("clip_grad_norm", clip_concatenated),
+    ("clip_grad_norm", clip_with_torch),
+]
+
+
+@pytest.mark.parametrize("exercise, answer", CORRECT, ids=[f.__name__ for _, f in CORRECT])
+def test_every_correct_form_passes(exercise, answer):
+    result = run(exercise, answer)
+    assert result.passed, str(result)
+
+
+# ---------------------------------------------------------------------------
+# The classic mistakes, written as a learner would, are named
+
+
+def rnn_transposed_input_weight(x, h, W_xh, W_hh, b_h):
+    return torch.tanh(x @ W_xh.T + h @ W_hh + b_h)
+
+
+def rnn_returns_transposed(x, h, W_xh, W_hh, b_h):
+    return torch.tanh(x @ W_xh + h @ W_hh + b_h).T
+
+
+def lstm_returns_h_only(x, h, c, W_x, W_h, b):
+    i, f, g, o = (x @ W_x + h @ W_h + b).chunk(4, 1)
+    c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_next)
+
+
+def lstm_keras_style_swap(x, h, c, W_x, W_h, b):
+    f, i, g, o = (x @ W_x + h @ W_h + b).chunk(4, 1)
+    c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_next), c_next
+
+
+def gru_textbook_interpolation(x, h, W_x, W_h, b_x, b_h):
+    r_x, z_x, n_x = (x @ W_x + b_x).chunk(3, 1)
+    r_h, z_h, n_h = (h @ W_h + b_h).chunk(3, 1)
+    r, z = torch.sigmoid(r_x + r_h), torch.sigmoid(z_x + z_h)
+    return z * torch.tanh(n_x + r * n_h) + (1 - z) * h
+
+
+def clip_in_place(grads, max_norm):
+    total = torch.sqrt(sum((g ** 2).sum() for g in grads)) if grads else 0.0
+    for g in grads:
+        g.mul_(min(1.0, max_norm / (float(total) + 1e-6)))
+    return grads
+
+
+def clip_python_division(grads, max_norm):
+    total = sum(float((g ** 2).sum()) for g in grads) ** 0.5
+    return [g * min(1.0, max_norm / total) for g in grads]
+
+
+def clip_each_tensor(grads, max_norm):
+    return [g * min(1.0, max_norm / float(g.norm())) if float(g.norm()) > 0 else g
+            for g in grads]
+
+
+WRONG = [
+    ("rnn_cell", rnn_transposed_input_weight, "transposed w_xh"),
+    ("rnn_cell", rnn_returns_transposed, "expected shape (4, 5), got shape (5, 4)"),
+    ("lstm_cell", lstm_returns_h_only, "tuple of 2 tensors (h_next, c_next)"),
+    ("lstm_cell", lstm_keras_style_swap, "input and forget gates are swapped"),
+    ("gru_cell", gru_textbook_interpolation, "interpolation is flipped"),
+    ("clip_grad_norm", clip_in_place, "clip_grad_norm_"),
+    ("clip_grad_norm", clip_python_division, "norm is 0"),
+    ("clip_grad_norm", clip_each_tensor, "each tensor by its own norm"),
+]
+
+
+@pytest.mark.parametrize("exercise, answer, keyword", WRONG,
+                         ids=[f.__name__ for _, f, _ in WRONG])
+def test_classic_mistakes_are_named(exercise, answer, keyword):
+    result = run(exercise, answer)
+    assert not result.passed and result.status == "failed"
+    assert keyword in text(result), str(result)
+
+
+def test_a_transpose_with_d_not_h_names_the_shapes():
+    result = run("rnn_cell", rnn_transposed_input_weight)
+    # The D != H cases raise; the feedback quotes PyTorch's shapes and explains them.
+    assert "cannot be multiplied" in text(result) and "(d, h)" in text(result)
+    assert result.score == 0
+
+
+def test_the_clip_exercise_says_which_norm_it_clips_to():
+    # A reference that scales to norm 1 passes only where max_norm is 1.
+    ex = get_exercise("clip_grad_norm")
+    assert {c.args[1] for c in ex.build_cases()} >= {1.0, 2, 5.0, 10.0}
+
+
+# ---------------------------------------------------------------------------
+# The notebooks: the solutions get full marks, the exercises "not attempted"
+
+
+def test_grade_the_recurrent_notebooks(tmp_path):
+    rows = grade([SOLUTIONS_NB, EXERCISES_NB], tmp_path / "grades.csv", timeout=120,
+                 solutions=ROOT / "solutions")
+    by = {(r.student, r.exercise): r for r in rows}
+    for exercise in EXERCISES:
+        full = by["solutions", exercise]
+        assert full.score == full.max_score > 0 and full.status == "passed", full
+        todo = by["exercises", exercise]
+        assert todo.score == 0 and todo.status == "not attempted", todo
