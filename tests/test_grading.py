@@ -40,7 +40,9 @@ def text(result):
 def solution_lines():
     """The code lines of the worked solutions: feedback must never contain them."""
     lines, inside = [], False
-    for cell in nbformat.read(SOLUTIONS_NB, as_version=4).cells:
+    cells = [cell for path in sorted((ROOT / "solutions").glob("*.ipynb"))
+             for cell in nbformat.read(path, as_version=4).cells]
+    for cell in cells:
         for line in cell.source.split("\n"):
             if line.strip() == BEGIN:
                 inside = True
@@ -267,6 +269,7 @@ def test_every_declared_mistake_is_recognised_and_the_reference_passes(exercise)
         result = run(exercise, mistake.wrong, record=False)
         assert not result.passed
         assert mistake.message() in " ".join(result.feedback), (mistake.what, str(result))
+        assert_no_solution(result)
 
 
 # ---------------------------------------------------------------------------
