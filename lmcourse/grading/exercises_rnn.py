@@ -92,16 +92,25 @@ def _wrong_rnn_h_not_multiplied(x, h, W_xh, W_hh, b_h):
     return torch.tanh(x @ W_xh + h + b_h)
 
 
-def _rnn_cases(gen: torch.Generator) -> list[Case]:
-    return [
-        Case("batch 4, D=3, H=5", _cell_inputs(gen, 4, 3, 5, 1)),
-        Case("float64 (B=3, D=6, H=4)", _cell_inputs(gen, 3, 6, 4, 1, dtype=torch.float64)),
-        Case("square weights (D=H=5)", _cell_inputs(gen, 4, 5, 5, 1)),
-        Case("batch of one (1×3, H=4)", _cell_inputs(gen, 1, 3, 4, 1)),
-        Case("one hidden unit (H=1)", _cell_inputs(gen, 4, 3, 1, 1)),
-        Case("large pre-activations (saturated tanh)", _cell_inputs(gen, 4, 3, 5, 1, scale=30.0)),
-        Case("gradient (B=3, D=4, H=6)", _cell_inputs(gen, 3, 4, 6, 1), grad=True),
+def _cell_cases(inputs, saturates: str, grad: bool = True) -> list[Case]:
+    """The shapes and values every cell exercise is checked on; ``inputs(B, D, H, **kw)``."""
+    cases = [
+        Case("batch 4, D=3, H=5", inputs(4, 3, 5)),
+        Case("float64 (B=3, D=6, H=4)", inputs(3, 6, 4, dtype=torch.float64)),
+        Case("square weights (D=H=4)", inputs(4, 4, 4)),
+        Case("batch of one (1×3, H=4)", inputs(1, 3, 4)),
+        Case("one hidden unit (H=1)", inputs(4, 3, 1)),
+        Case(f"large pre-activations (saturated {saturates})", inputs(4, 3, 5, scale=30.0)),
     ]
+    if grad:
+        cases.append(Case("gradient (B=3, D=4, H=6)", inputs(3, 4, 6), grad=True))
+    return cases
+
+
+def _rnn_cases(gen: torch.Generator) -> list[Case]:
+    def inputs(batch, d, h, **kw):
+        return _cell_inputs(gen, batch, d, h, 1, **kw)
+    return _cell_cases(inputs, "tanh")
 
 
 def _rnn_diagnose(got, case: Case) -> str | None:
@@ -226,14 +235,7 @@ def _wrong_lstm_no_forget_gate(x, h, c, W_x, W_h, b):
 def _lstm_cases(gen: torch.Generator) -> list[Case]:
     def inputs(batch, d, h, **kw):
         return _cell_inputs(gen, batch, d, h, 4, cell_state=True, **kw)
-    return [
-        Case("batch 4, D=3, H=5", inputs(4, 3, 5)),
-        Case("float64 (B=3, D=6, H=4)", inputs(3, 6, 4, dtype=torch.float64)),
-        Case("D = H = 4", inputs(4, 4, 4)),
-        Case("batch of one (1×3, H=4)", inputs(1, 3, 4)),
-        Case("one hidden unit (H=1)", inputs(4, 3, 1)),
-        Case("large pre-activations (saturated gates)", inputs(4, 3, 5, scale=30.0)),
-    ]
+    return _cell_cases(inputs, "gates", grad=False)
 
 
 _GATE_ORDER = ("the four blocks of the (B, 4H) pre-activation are, in this order, the "
@@ -343,15 +345,7 @@ def _wrong_gru_no_hidden_bias(x, h, W_x, W_h, b_x, b_h):
 def _gru_cases(gen: torch.Generator) -> list[Case]:
     def inputs(batch, d, h, **kw):
         return _cell_inputs(gen, batch, d, h, 3, biases=2, **kw)
-    return [
-        Case("batch 4, D=3, H=5", inputs(4, 3, 5)),
-        Case("float64 (B=3, D=6, H=4)", inputs(3, 6, 4, dtype=torch.float64)),
-        Case("D = H = 4", inputs(4, 4, 4)),
-        Case("batch of one (1×3, H=4)", inputs(1, 3, 4)),
-        Case("one hidden unit (H=1)", inputs(4, 3, 1)),
-        Case("large pre-activations (saturated gates)", inputs(4, 3, 5, scale=30.0)),
-        Case("gradient (B=3, D=4, H=6)", inputs(3, 4, 6), grad=True),
-    ]
+    return _cell_cases(inputs, "gates")
 
 
 register(Exercise(
