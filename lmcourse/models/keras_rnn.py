@@ -114,15 +114,17 @@ def compile_for_lm(model: keras.Model, lr: float = 1e-3, clipnorm: float | None 
 
     The loss is the mean over every position of every window, so it is the
     per-token cross-entropy in nats, directly comparable with the PyTorch
-    models' loss; ``exp(loss)`` is the perplexity. ``clipnorm`` clips each
-    gradient's norm (recurrent networks need it: gradients can explode).
+    models' loss; ``exp(loss)`` is the perplexity. ``clipnorm`` caps the global
+    L2 norm of all gradients together (Keras's ``global_clipnorm``), the same
+    rule as ``torch.nn.utils.clip_grad_norm_`` in ``lmcourse.train``; recurrent
+    networks need it because their gradients can explode.
     ``jit_compile=False`` because XLA makes the recurrent layers *slower* on
     the CPU.
     """
     if isinstance(lr, bool) or not isinstance(lr, Real) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm),
+        optimizer=keras.optimizers.Adam(learning_rate=lr, global_clipnorm=clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=False,
     )
