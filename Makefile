@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[tf,dev]"
 	touch $(STAMP)
 
-## Set up (first time) and open the course in JupyterLab.
+## Set up (first time) and open the course in JupyterLab
+## (--allow-root: containers and cloud machines often run as root).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
+	$(VENV)/bin/jupyter lab --allow-root notebooks/00_welcome.ipynb
 
 ## Set up (first time) and run every test: unit tests, then every notebook under nbval.
 test: $(STAMP)

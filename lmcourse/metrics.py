@@ -1,7 +1,12 @@
 """Numbers that say how good a model is.
 
-Language modelling (this section): cross-entropy and perplexity, and the unit
-conversions between nats, bits, tokens and characters.
+Three families, one section each:
+
+- Language modelling: cross-entropy and perplexity, and the unit conversions
+  between nats, bits, tokens and characters.
+- Classification: accuracy, precision, recall and F1 (equal to scikit-learn).
+- Generated text against references: ROUGE (equal to ``rouge_score``) and
+  corpus BLEU (equal to ``sacrebleu``).
 
 Cross-entropy is the mean negative log-likelihood the model gives to the
 tokens that actually came next:
@@ -18,6 +23,9 @@ of text) compares models with different tokenizers.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
+from collections.abc import Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +37,12 @@ __all__ = [
     "nats_to_bits",
     "bits_to_nats",
     "bits_per_char",
+    "accuracy",
+    "precision_recall_f1",
+    "f1",
+    "rouge",
+    "bleu",
+    "tokenize_13a",
 ]
 
 LN2 = math.log(2.0)
