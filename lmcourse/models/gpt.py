@@ -1,0 +1,337 @@
+"""A decoder-only Transformer language model (GPT) with a key-value cache for generation.
+
+The whole model, for token ids ``idx`` of shape ``(B, T)``:
+
+    x = token_embedding(idx) [+ position_embedding(0..T-1)]     (B, T, n_embd)
+    for each of n_layer blocks:
+        x = x + attention(layer_norm(x))    # tokens look at earlier tokens
+        x = x + mlp(layer_norm(x))          # each position thinks on its own
+    logits = head(layer_norm(x))                                  (B, T, vocab_size)
+
+Choices, and why:
+
+* Pre-norm blocks (the LayerNorm before each sub-layer, as in GPT-2, Radford et
+  al. 2019; studied by Xiong et al. 2020): the residual stream ``x`` is never
+  normalised on its way through, so gradients reach the first layers unscaled
+  and training is stable without a long learning-rate warm-up.
+* Causal self-attention through ``torch.nn.functional.scaled_dot_product_attention``,
+  which picks a fused kernel (FlashAttention on a GPU, Dao et al. 2022) and
+  never builds the ``T x T`` matrix of scores in Python.
+* Positions, learned (one trained vector per position, as in GPT-2) or rotary
+  (RoPE, Su et al. 2021): queries and keys are rotated by an angle proportional
+  to their position, so a query-key dot product depends only on their distance.
+* Weight tying (Press & Wolf, 2017): the output head reuses the token
+  embedding matrix, which saves ``vocab_size * n_embd`` parameters and tends to
+  help small models.
+* GPT-2's initialisation: every weight drawn from N(0, 0.02), and the two
+  projections that write into the residual stream in every block scaled down by
+  ``1/sqrt(2 * n_layer)``, so the stream's variance does not grow with depth.
+
+Generation follows the course's model contract (see ``lmcourse.generate``):
+``logits, state = model(idx, state)``. Here ``state`` is a :class:`KVCache`,
+the keys and values every layer has computed so far. With it, a new token
+attends to the cached past instead of recomputing it: each generated token
+costs one position's work, not the whole prefix's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GPTConfig", "GPT", "KVCache"]
+
+POSITIONS = ("learned", "rotary")
+
+
+@dataclass
+class GPTConfig:
+    """The shape of a GPT. The defaults are a small character-level model."""
+
+    vocab_size: int = 65
+    block_size: int = 64  # the longest context the model handles, cache included
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True  # biases in the linear layers and LayerNorms
+    positions: str = "learned"  # "learned" or "rotary"
+    tie_weights: bool = True  # the output head shares the token embedding matrix
+    rope_base: float = 10_000.0  # rotary only: the slowest rotation's wavelength scale (Su et al.)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head "
+                             f"({self.n_head}): each head gets n_embd // n_head dimensions")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"GPTConfig.positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rotary positions rotate pairs of dimensions, so the head size "
+                             f"n_embd // n_head must be even, got {self.n_embd // self.n_head}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
+            raise ValueError(f"GPTConfig.rope_base must be a finite number > 1, got {self.rope_base!r}")
+
+
+@dataclass(frozen=True)
+class KVCache:
+    """Keys and values of every layer for the tokens read so far.
+
+    ``layers[i]`` is the pair ``(k, v)`` of layer ``i``, each of shape
+    ``(B, n_head, length, head_size)``; keys are stored after the rotary
+    rotation, so they never need rotating again. The cache is never changed in
+    place: a forward pass returns a new one, so an old cache stays valid (beam
+    search and the tests rely on that).
+    """
+
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+    @property
+    def length(self) -> int:
+        """How many positions are cached: the position of the next token."""
+        return self.layers[0][0].shape[2]
+
+    @property
+    def batch_size(self) -> int:
+        return self.layers[0][0].shape[0]
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE, Su et al. 2021).
+
+    The head's dimensions are paired, ``(x[i], x[i + d/2])``, and the pair at
+    position ``m`` is rotated by the angle ``m * theta_i``, with
+    ``theta_i = base ** (-2i / d)``: fast rotations for the first pairs, slow
+    ones for the last. Rotating both the query at position ``m`` and the key at
+    position ``n`` makes their dot product a function of ``m - n`` only, so
+    attention sees relative positions and nothing is added to the embeddings.
+    """
+
+    def __init__(self, head_size: int, block_size: int, base: float):
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (T, d/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (T, d): both halves of a pair share an angle
+        # Not saved in checkpoints: they follow from the config.
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Rotate ``x`` (B, n_head, T, head_size), whose first position is ``start``."""
+        T = x.shape[2]
+        cos = self.cos[start:start + T].to(x.dtype)
+        sin = self.sin[start:start + T].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        rotated_half = torch.cat([-x2, x1], dim=-1)  # (x1, x2) -> (-x2, x1): a quarter turn
+        return x * cos + rotated_half * sin
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which each position sees itself and the past only."""
+
+    def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None):
+        super().__init__()
+        self.n_head, self.head_size = config.n_head, config.n_embd // config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # one matmul for q, k, v
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.proj.is_residual_projection = True  # scaled at init, see GPT._init_weights
+        self.dropout = float(config.dropout)
+        self.resid_drop = nn.Dropout(self.dropout)
+        self.rotary = rotary  # shared by all layers; None for learned positions
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        B, T, C = x.shape
+        # (B, T, 3C) -> three tensors (B, n_head, T, head_size): heads become a batch dimension
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+        P = 0 if past is None else past[0].shape[2]  # positions already cached
+        if self.rotary is not None:
+            q, k = self.rotary(q, P), self.rotary(k, P)  # absolute positions P .. P+T-1
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        dropout_p = self.dropout if self.training else 0.0
+        if P == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        elif T == 1:
+            # One new token is the last position: everything cached is its past, no mask needed.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            # A chunk after a cache: query i (position P+i) sees keys 0 .. P+i. is_causal=True
+            # would align the triangle to the top-left corner and hide the cache, so build it.
+            mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        return self.resid_drop(self.proj(y)), (k, v)
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward layer: widen 4x, GELU, project back."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.proj.is_residual_projection = True
+        self.drop = nn.Dropout(float(config.dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """One pre-norm Transformer block: communicate (attention), then compute (MLP)."""
+
+    def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, rotary)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, past=None):
+        a, kv = self.attn(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
+
+
+class GPT(nn.Module):
+    """A GPT language model: ``logits, state = model(idx, state)``.
+
+    ``idx`` is a LongTensor ``(B, T)`` of token ids; ``logits`` is
+    ``(B, T, vocab_size)``, the scores of the token after each position.
+    ``state`` is ``None`` for a fresh text, or the :class:`KVCache` a previous
+    call returned, to continue the same texts: the new tokens then sit at
+    positions ``state.length`` onwards. The cache plus the new tokens must fit in
+    ``config.block_size``.
+
+    Attribute names: ``tok_emb``, ``pos_emb`` (learned positions only),
+    ``rotary`` (rotary only), ``drop``, ``blocks``, ``ln_f``, ``head``.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT takes a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        head_size = config.n_embd // config.n_head
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        if config.positions == "learned":
+            self.pos_emb, self.rotary = nn.Embedding(config.block_size, config.n_embd), None
+        else:
+            self.pos_emb = None
+            self.rotary = RotaryEmbedding(head_size, config.block_size, config.rope_base)
+        self.drop = nn.Dropout(float(config.dropout))
+        self.blocks = nn.ModuleList(Block(config, self.rotary) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.head.weight = self.tok_emb.weight  # one matrix: embedding in, scores out
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's recipe: N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)), zero biases.
+
+        Each block adds two outputs to the residual stream; with 2 * n_layer such
+        additions of independent terms the stream's variance grows with their
+        count, so each is scaled down to keep the sum's size independent of depth.
+        """
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "is_residual_projection", False):
+                std /= math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        # LayerNorms keep PyTorch's default: gain 1, bias 0.
+        # The tied head is a Linear that shares the embedding's matrix; apply() visits the
+        # head after tok_emb, so the shared matrix ends up N(0, 0.02) either way.
+
+    def forward(self, idx: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        self._check_idx(idx)
+        B, T = idx.shape
+        start = self._check_state(state, B, T)
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+        x = self.drop(x)
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if state is None else state.layers[i])
+            cache.append(kv)
+        return self.head(self.ln_f(x)), KVCache(tuple(cache))
+
+    def select_state(self, state: KVCache, index: torch.Tensor) -> KVCache:
+        """The cache of the batch entries ``index`` (repeats allowed), for beam search."""
+        if not isinstance(state, KVCache):
+            raise TypeError(f"state must be the KVCache a forward pass returned, got {type(state).__name__}")
+        index = torch.as_tensor(index, dtype=torch.long)
+        return KVCache(tuple((k.index_select(0, index.to(k.device)), v.index_select(0, index.to(v.device)))
+                             for k, v in state.layers))
+
+    def param_count(self, non_embedding: bool = True) -> int:
+        """The number of parameters (a tied matrix counted once).
+
+        With ``non_embedding=True`` the lookup tables are left out, nanoGPT's
+        convention: the position embedding, and the token embedding unless it is
+        tied to the head (then it is the output layer's matrix too, and counted).
+        """
+        total = sum(p.numel() for p in self.parameters())  # parameters() yields a shared one once
+        if non_embedding:
+            if self.pos_emb is not None:
+                total -= self.pos_emb.weight.numel()
+            if not self.config.tie_weights:
+                total -= self.tok_emb.weight.numel()
+        return total
+
+    def _check_idx(self, idx) -> None:
+        if not isinstance(idx, torch.Tensor):
+            raise TypeError("idx must be a torch.LongTensor of token ids, shape (B, T); "
+                            f"got {type(idx).__name__}")
+        if idx.dtype != torch.long:
+            raise TypeError(f"idx must hold int64 token ids (torch.long), got {idx.dtype}")
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise ValueError(f"idx must have shape (B, T) with T >= 1, got {tuple(idx.shape)}; "
+                             "for a single sequence use idx[None]")
+        # On the CPU the range check is cheap; on a GPU it would stall the pipeline with a
+        # device-to-host copy every step, so there the embedding's own check stands.
+        if idx.device.type == "cpu" and idx.numel():
+            low, high = int(idx.min()), int(idx.max())
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}] (vocab_size "
+                                 f"{self.config.vocab_size}), found {low if low < 0 else high}")
+
+    def _check_state(self, state, batch_size: int, new_tokens: int) -> int:
+        """Check the cache against the new tokens; return the position of the first new token."""
+        if state is None:
+            start = 0
+        elif not isinstance(state, KVCache):
+            raise TypeError(f"state must be None or the KVCache a forward pass returned, "
+                            f"got {type(state).__name__}")
+        elif len(state.layers) != self.config.n_layer or state.batch_size != batch_size:
+            raise ValueError(f"the cache holds {len(state.layers)} layers for a batch of {state.batch_size}; "
+                             f"this model has {self.config.n_layer} layers and idx a batch of {batch_size}")
+        else:
+            start = state.length
+        if start + new_tokens > self.config.block_size:
+            raise ValueError(
+                f"{start} cached + {new_tokens} new tokens = {start + new_tokens} positions, more than "
+                f"block_size={self.config.block_size}: learned positions (and the precomputed rotary "
+                f"angles) exist for positions 0 .. block_size-1 only. Crop the input to its last "
+                f"{self.config.block_size} tokens, or generate at most block_size - prompt length tokens "
+                "(the course's generate() works within the block)")
+        return start
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"positions={c.positions!r}, tied={c.tie_weights}, "
+                f"params={self.param_count(non_embedding=False):,}")
