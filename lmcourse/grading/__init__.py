@@ -27,6 +27,8 @@ from lmcourse.grading.result import MIME_TYPE, CheckResult
 
 from lmcourse.grading import exercises_lm  # noqa: E402,F401  (registers lesson 01's checks)
 from lmcourse.grading import exercises_rnn  # noqa: E402,F401  (lessons 03-04's checks)
+from lmcourse.grading import exercises_transformer  # noqa: E402,F401  (lesson 06's checks)
+from lmcourse.grading import exercises_eval  # noqa: E402,F401  (lesson 09's checks)
 
 __all__ = [
     "Case", "CheckResult", "Exercise", "MIME_TYPE", "Mistake", "check", "get_exercise",
