@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmcourse.models.inputs import check_token_ids
+
 __all__ = ["GPTConfig", "GPT", "KVCache"]
 
 POSITIONS = ("learned", "rotary")
@@ -257,7 +259,7 @@ class GPT(nn.Module):
         # head after tok_emb, so the shared matrix ends up N(0, 0.02) either way.
 
     def forward(self, idx: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
-        self._check_idx(idx)
+        check_token_ids(idx, self.config.vocab_size)
         B, T = idx.shape
         start = self._check_state(state, B, T)
         x = self.tok_emb(idx)
@@ -292,23 +294,6 @@ class GPT(nn.Module):
             if not self.config.tie_weights:
                 total -= self.tok_emb.weight.numel()
         return total
-
-    def _check_idx(self, idx) -> None:
-        if not isinstance(idx, torch.Tensor):
-            raise TypeError("idx must be a torch.LongTensor of token ids, shape (B, T); "
-                            f"got {type(idx).__name__}")
-        if idx.dtype != torch.long:
-            raise TypeError(f"idx must hold int64 token ids (torch.long), got {idx.dtype}")
-        if idx.ndim != 2 or idx.shape[1] == 0:
-            raise ValueError(f"idx must have shape (B, T) with T >= 1, got {tuple(idx.shape)}; "
-                             "for a single sequence use idx[None]")
-        # On the CPU the range check is cheap; on a GPU it would stall the pipeline with a
-        # device-to-host copy every step, so there the embedding's own check stands.
-        if idx.device.type == "cpu" and idx.numel():
-            low, high = int(idx.min()), int(idx.max())
-            if low < 0 or high >= self.config.vocab_size:
-                raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}] (vocab_size "
-                                 f"{self.config.vocab_size}), found {low if low < 0 else high}")
 
     def _check_state(self, state, batch_size: int, new_tokens: int) -> int:
         """Check the cache against the new tokens; return the position of the first new token."""

@@ -38,6 +38,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lmcourse.models.inputs import check_token_ids
+
 __all__ = ["RecurrentLM", "CELLS"]
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -98,7 +100,7 @@ class RecurrentLM(nn.Module):
                 b_ih[H:2 * H] = 1.0  # the forget gate's block (order i, f, g, o)
 
     def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        self._check_idx(idx)
+        check_token_ids(idx, self.vocab_size)
         x = self.drop(self.embedding(idx))  # (B, T, n_embd)
         out, state = self.rnn(x, state)  # (B, T, hidden), state after the last step
         return self.head(self.drop(out)), state
@@ -116,23 +118,6 @@ class RecurrentLM(nn.Module):
 
     def param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-    def _check_idx(self, idx) -> None:
-        if not isinstance(idx, torch.Tensor):
-            raise TypeError("idx must be a torch.LongTensor of token ids, shape (B, T); "
-                            f"got {type(idx).__name__}")
-        if idx.dtype != torch.long:
-            raise TypeError(f"idx must hold int64 token ids (torch.long), got {idx.dtype}")
-        if idx.ndim != 2 or idx.shape[1] == 0:
-            raise ValueError(f"idx must have shape (B, T) with T >= 1, got {tuple(idx.shape)}; "
-                             "for a single sequence use idx[None]")
-        # On the CPU the range check is free; on a GPU it would stall the pipeline
-        # once per step (a device-to-host copy), so there the embedding's own check stands.
-        if idx.device.type == "cpu" and idx.numel():
-            low, high = int(idx.min()), int(idx.max())
-            if low < 0 or high >= self.vocab_size:
-                raise ValueError(f"token ids must be in [0, {self.vocab_size - 1}] (vocab_size "
-                                 f"{self.vocab_size}), found {low if low < 0 else high}")
 
     def extra_repr(self) -> str:
         return f"cell={self.cell!r}, params={self.param_count():,}"
