@@ -12,13 +12,7 @@ from lmcourse.train import TrainConfig, train
 POSITIONS = ["learned", "rotary"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: threads cost more in start-up than they save, and results stay reproducible.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 V = 11

@@ -21,11 +21,7 @@ SOLUTIONS_NB = ROOT / "solutions" / "01_language_models.ipynb"
 EXERCISES_NB = ROOT / "exercises" / "01_language_models.ipynb"
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    """Every test gets its own progress file."""
-    monkeypatch.setenv("LMCOURSE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")
 
 
 def run(exercise, answer, **kw):
@@ -492,3 +488,20 @@ def test_student_names_come_from_folders_or_files(tmp_path):
     paths = [tmp_path / "ada" / "01.ipynb", tmp_path / "all" / "bo.ipynb",
              tmp_path / "all" / "cy.ipynb"]
     assert student_names(paths) == ["ada", "bo", "cy"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb")))
+def test_every_solution_gets_full_marks_and_its_exercise_copy_not_attempted(tmp_path, name):
+    solution = ROOT / "solutions" / name
+    source = "\n".join(c.source for c in nbformat.read(solution, as_version=4).cells)
+    checked = set(re.findall(r'check\("(\w+)"', source))
+    assert checked, f"{name} has no check cells"
+    rows = grade([solution, ROOT / "exercises" / name], tmp_path / "g.csv", timeout=120,
+                 solutions=ROOT / "solutions")
+    by = {(r.student, r.exercise): r for r in rows}
+    assert {e for s, e in by if s == "solutions"} == checked
+    for exercise in checked:
+        full = by["solutions", exercise]
+        assert full.score == full.max_score > 0 and full.status == "passed", full
+        todo = by["exercises", exercise]
+        assert todo.score == 0 and todo.status == "not attempted", todo

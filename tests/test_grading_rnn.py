@@ -1,23 +1,13 @@
 """The recurrent-network checks: references agree with PyTorch's modules, every
-correct form passes, the classic mistakes are named, and the notebooks grade."""
-from pathlib import Path
-
+correct form passes, the classic mistakes are named."""
 import pytest
 import torch
 
 from lmcourse.grading import check, get_exercise
 from lmcourse.grading.exercises_rnn import _clip_grad_norm, _gru_cell, _lstm_cell
-from lmcourse.grading.grade import grade
-
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS_NB = ROOT / "solutions" / "03_recurrent_networks.ipynb"
-EXERCISES_NB = ROOT / "exercises" / "03_recurrent_networks.ipynb"
-EXERCISES = ("rnn_cell", "lstm_cell", "gru_cell", "clip_grad_norm")
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("LMCOURSE_HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("home")
 
 
 def run(exercise, answer):
@@ -240,18 +230,3 @@ def test_the_clip_exercise_says_which_norm_it_clips_to():
     # A reference that scales to norm 1 passes only where max_norm is 1.
     ex = get_exercise("clip_grad_norm")
     assert {c.args[1] for c in ex.build_cases()} >= {1.0, 2, 5.0, 10.0}
-
-
-# ---------------------------------------------------------------------------
-# The notebooks: the solutions get full marks, the exercises "not attempted"
-
-
-def test_grade_the_recurrent_notebooks(tmp_path):
-    rows = grade([SOLUTIONS_NB, EXERCISES_NB], tmp_path / "grades.csv", timeout=120,
-                 solutions=ROOT / "solutions")
-    by = {(r.student, r.exercise): r for r in rows}
-    for exercise in EXERCISES:
-        full = by["solutions", exercise]
-        assert full.score == full.max_score > 0 and full.status == "passed", full
-        todo = by["exercises", exercise]
-        assert todo.score == 0 and todo.status == "not attempted", todo

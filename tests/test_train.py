@@ -69,13 +69,7 @@ class TinyGRU(nn.Module):
         return self.head(self.drop(out)), None  # a tuple, like models that also return a cache
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: a second thread buys nothing and, on a busy machine, costs a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quiet(**changes) -> TrainConfig:
