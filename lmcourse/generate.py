@@ -44,6 +44,7 @@ __all__ = [
     "top_p_filter",
     "sampling_probs",
     "sample_next",
+    "stream",
     "generate",
     "greedy",
     "beam_search",
@@ -263,6 +264,54 @@ def _step(model, idx: torch.Tensor, state):
     return logits[:, -1, :], state
 
 
+def stream(
+    model,
+    prompt,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    use_cache: bool = True,
+):
+    """Yield the new tokens one at a time, each a LongTensor ``(B,)``, as a chat server streams them.
+
+    The arguments are :func:`generate`'s. With ``use_cache=True`` (the default)
+    the model reads the prompt once and then one token per step, carrying its
+    state; with ``use_cache=False`` it re-reads the whole text so far for every
+    new token, the slow way that a model without a cache (or state) would have
+    to take. Both give the same tokens; only the cost differs, which is what
+    lesson 06 and :func:`lmcourse.metrics.generation_speed` measure. The options
+    are checked now, before the first token is asked for.
+    """
+    idx, _ = _as_prompt(prompt)
+    steps = _check_steps(max_new_tokens)
+    _check_temperature(temperature, allow_zero=True)
+    top_k = None if top_k is None else _check_top_k(top_k)
+    top_p = None if top_p is None else _check_top_p(top_p)
+    idx = idx.to(_model_device(model, idx.device))
+    return _stream(model, idx, steps, temperature, top_k, top_p, generator, bool(use_cache))
+
+
+@torch.no_grad()  # as a decorator it wraps each resumption, so grad mode never leaks to the caller
+def _stream(model, idx, steps, temperature, top_k, top_p, generator, use_cache):
+    with _inference(model):
+        if steps:
+            logits, state = _step(model, idx, None)
+        for i in range(steps):
+            if logits.dtype in (torch.float16, torch.bfloat16):  # under autocast: sample in fp32
+                logits = logits.float()
+            token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            yield token
+            if i + 1 < steps:  # the last token needs no forward pass of its own
+                if use_cache:
+                    logits, state = _step(model, token[:, None], state)
+                else:
+                    idx = torch.cat([idx, token[:, None]], dim=1)
+                    logits, _ = _step(model, idx, None)
+
+
 def generate(
     model,
     prompt,
@@ -271,6 +320,8 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    *,
+    use_cache: bool = True,
 ) -> torch.Tensor:
     """Continue ``prompt`` by ``max_new_tokens`` tokens, each drawn with :func:`sample_next`.
 
@@ -278,29 +329,15 @@ def generate(
     result has the same number of dimensions, prompt included:
     ``(T + max_new_tokens,)`` or ``(B, T + max_new_tokens)``. ``temperature=0``
     is greedy decoding. The model reads the prompt once, then one token per step
-    with the state it returned (see the module docstring for the contract).
+    with the state it returned (see the module docstring for the contract);
+    ``use_cache=False`` re-reads the whole prefix instead (see :func:`stream`).
     Runs in eval mode without gradients and restores the model's mode. For
     reproducible samples pass a seeded ``torch.Generator`` on the model's device.
     """
     idx, one_d = _as_prompt(prompt)
-    steps = _check_steps(max_new_tokens)
-    # Check the options once here, not only inside the loop after the first forward pass.
-    _check_temperature(temperature, allow_zero=True)
-    top_k = None if top_k is None else _check_top_k(top_k)
-    top_p = None if top_p is None else _check_top_p(top_p)
+    tokens = stream(model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache=use_cache)
     idx = idx.to(_model_device(model, idx.device))
-    pieces = [idx]
-    with _inference(model):
-        if steps:
-            logits, state = _step(model, idx, None)
-        for i in range(steps):
-            if logits.dtype in (torch.float16, torch.bfloat16):  # under autocast: sample in fp32
-                logits = logits.float()
-            token = sample_next(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
-            pieces.append(token)
-            if i + 1 < steps:  # the last token needs no forward pass of its own
-                logits, state = _step(model, token, state)
-    out = torch.cat(pieces, dim=1)
+    out = torch.cat([idx] + [token[:, None] for token in tokens], dim=1)
     return out[0] if one_d else out
 
 

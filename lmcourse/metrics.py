@@ -7,6 +7,8 @@ Three families, one section each:
 - Classification: accuracy, precision, recall and F1 (equal to scikit-learn).
 - Generated text against references: ROUGE (equal to ``rouge_score``) and
   corpus BLEU (equal to ``sacrebleu``).
+- Generation speed: time to first token, per-token latency and tokens per
+  second, the figures a user of a chat model feels.
 
 Cross-entropy is the mean negative log-likelihood the model gives to the
 tokens that actually came next:
@@ -24,8 +26,11 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
+import time
 from collections import Counter
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +48,8 @@ __all__ = [
     "rouge",
     "bleu",
     "tokenize_13a",
+    "GenerationSpeed",
+    "generation_speed",
 ]
 
 LN2 = math.log(2.0)
@@ -446,3 +453,80 @@ def bleu(hypotheses: Sequence[str], references: Sequence) -> float:
             log_precision += math.log(correct[n] / total[n])
     brevity = 1.0 if hyp_len >= ref_len else math.exp(1 - ref_len / hyp_len)
     return 100.0 * brevity * math.exp(log_precision / _MAX_ORDER)
+
+
+# ---------------------------------------------------------------------------
+# Generation speed
+
+
+@dataclass(frozen=True)
+class GenerationSpeed:
+    """How fast a model wrote ``new_tokens`` tokens for each of ``batch_size`` prompts.
+
+    ``token_times[i]`` is the time in seconds from the start until new token
+    ``i`` was ready (for the whole batch). The time to first token covers
+    reading the prompt (the "prefill") and choosing the first token; each later
+    token costs one decoding step, whose typical cost is ``per_token_latency``
+    (the median gap, so one hiccup of a shared machine does not move it).
+    """
+
+    batch_size: int
+    new_tokens: int
+    token_times: tuple[float, ...]
+
+    @property
+    def time_to_first_token(self) -> float:
+        return self.token_times[0]
+
+    @property
+    def per_token_latency(self) -> float:
+        """Median seconds between consecutive new tokens (0.0 with a single token)."""
+        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:])]
+        return statistics.median(gaps) if gaps else 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        return self.token_times[-1]
+
+    @property
+    def tokens_per_second(self) -> float:
+        """New tokens written per second, over the whole batch and the whole run."""
+        return self.batch_size * self.new_tokens / self.total_seconds
+
+    def __str__(self) -> str:
+        return (f"{self.new_tokens} tokens x {self.batch_size}: first token after "
+                f"{1e3 * self.time_to_first_token:.1f} ms, then {1e3 * self.per_token_latency:.2f} ms "
+                f"per token, {self.tokens_per_second:,.0f} tokens/s")
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the accelerator: its kernels run asynchronously, so a clock read alone would lie."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def generation_speed(model, prompt, max_new_tokens: int, **options) -> GenerationSpeed:
+    """Time ``lmcourse.generate.stream(model, prompt, max_new_tokens, **options)`` token by token.
+
+    ``options`` are those of :func:`lmcourse.generate.generate`, for example
+    ``temperature=0`` or ``use_cache=False``. Run it once first to warm up
+    (the first call pays for memory allocation and kernel selection), and
+    compare two settings in alternation when the machine is shared.
+    """
+    from lmcourse.generate import stream  # generate imports nothing from here; keep it that way
+
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1 to have something to time, got {max_new_tokens!r}")
+    tokens = stream(model, prompt, max_new_tokens, **options)
+    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    device = first.device if first is not None else torch.device("cpu")
+    times, batch_size = [], 1
+    _synchronize(device)
+    start = time.perf_counter()
+    for token in tokens:
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+        batch_size = token.shape[0]
+    return GenerationSpeed(batch_size=batch_size, new_tokens=len(times), token_times=tuple(times))

@@ -246,7 +246,7 @@ def test_sampling_widget_builds_without_a_front_end_and_reacts_to_sliders():
 
 # -- generate, greedy and beam search on a hand-built model --------------------
 
-from lmcourse.generate import beam_search, generate, greedy  # noqa: E402
+from lmcourse.generate import beam_search, generate, greedy, stream  # noqa: E402
 
 
 class TableModel(torch.nn.Module):
@@ -296,6 +296,33 @@ def test_generate_reads_the_prompt_once_then_one_token_per_step():
     assert out.shape == (2, 6)
     assert out.tolist() == [[0, 1, 2, 3, 0, 1], [3, 3, 0, 1, 0, 1]]
     assert model.calls == [(2, 3), (2, 1), (2, 1)]  # the last new token needs no forward pass
+
+
+def test_without_the_cache_every_step_rereads_the_whole_prefix_for_the_same_tokens():
+    prompt = torch.tensor([[0, 1, 2], [3, 3, 0]])
+    cached = generate(TableModel(TRAP), prompt, 3, temperature=0)
+    model = TableModel(TRAP)
+    assert generate(model, prompt, 3, temperature=0, use_cache=False).tolist() == cached.tolist()
+    assert model.calls == [(2, 3), (2, 4), (2, 5)]
+
+
+def test_stream_yields_one_batch_of_tokens_per_step_and_checks_options_at_once():
+    model = TableModel(TRAP)
+    tokens = stream(model, torch.tensor([[0, 1, 2], [3, 3, 0]]), 3, temperature=0)
+    assert model.calls == []  # nothing runs until the first token is asked for
+    assert [t.tolist() for t in tokens] == [[3, 1], [0, 0], [1, 1]]
+    with pytest.raises(ValueError, match="temperature"):
+        stream(model, torch.tensor([0]), 3, temperature=-1)  # raised here, not at the first next()
+
+
+def test_stream_keeps_no_grad_and_eval_mode_to_itself():
+    model = TableModel(TRAP).train()
+    tokens = stream(model, torch.tensor([0]), 3)
+    next(tokens)
+    assert torch.is_grad_enabled()  # between tokens the caller's grad mode is back
+    assert not model.training  # the model stays in eval mode while the stream is open
+    tokens.close()
+    assert model.training
 
 
 def test_generate_shapes_and_edge_cases():

@@ -110,6 +110,8 @@ def test_greedy_generation_with_the_cache_equals_rerunning_the_prefix(trained, p
     assert with_cache.shape == (58,)
     assert len(set(with_cache[8:].tolist())) > 2
     torch.testing.assert_close(with_cache, greedy_without_cache(model, prompt, 50), atol=0, rtol=0)
+    torch.testing.assert_close(with_cache, generate(model, prompt, 50, temperature=0.0, use_cache=False),
+                               atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
