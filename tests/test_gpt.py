@@ -3,10 +3,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lmcourse.data.synthetic import MarkovSource
 from lmcourse.generate import beam_search, generate
-from lmcourse.models.gpt import GPT, GPTConfig, KVCache
+from lmcourse.models.gpt import GPT, GPTConfig, KVCache, attention_maps
 from lmcourse.train import TrainConfig, train
 
 POSITIONS = ["learned", "rotary"]
@@ -254,3 +255,19 @@ def test_bad_idx_and_state_are_rejected():
         model(tokens((2, 1)), [(torch.zeros(1), torch.zeros(1))])
     with pytest.raises(TypeError, match="GPTConfig"):
         GPT(dict(vocab_size=11))
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_attention_maps_reproduce_the_fused_attention(positions):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16, positions=positions))
+    idx = tokens((3, 9), seed=1)
+    maps = attention_maps(model, idx)
+    assert maps.shape == (2, 3, 2, 9, 9)
+    torch.testing.assert_close(maps.sum(-1), torch.ones(2, 3, 2, 9))
+    assert torch.all(maps.triu(diagonal=1) == 0)  # nothing from the future
+    # Layer 0's weights applied to its values give the same output as the fused kernel.
+    x = model.blocks[0].ln_1(model.tok_emb(idx) + (model.pos_emb.weight[:9] if model.pos_emb else 0))
+    q, k, v = model.blocks[0].attn.heads(x, 0)
+    fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(maps[0] @ v, fused, atol=1e-6, rtol=1e-5)

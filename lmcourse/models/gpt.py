@@ -44,7 +44,7 @@ from torch import nn
 
 from lmcourse.models.inputs import check_token_ids
 
-__all__ = ["GPTConfig", "GPT", "KVCache"]
+__all__ = ["GPTConfig", "GPT", "KVCache", "attention_maps"]
 
 POSITIONS = ("learned", "rotary")
 
@@ -149,14 +149,20 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(self.dropout)
         self.rotary = rotary  # shared by all layers; None for learned positions
 
-    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def heads(self, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (B, n_head, T, head_size) of ``x`` (B, T, C) at positions start..."""
         B, T, C = x.shape
         # (B, T, 3C) -> three tensors (B, n_head, T, head_size): heads become a batch dimension
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
-        P = 0 if past is None else past[0].shape[2]  # positions already cached
         if self.rotary is not None:
-            q, k = self.rotary(q, P), self.rotary(k, P)  # absolute positions P .. P+T-1
+            q, k = self.rotary(q, start), self.rotary(k, start)  # absolute positions start .. start+T-1
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        B, T, C = x.shape
+        P = 0 if past is None else past[0].shape[2]  # positions already cached
+        q, k, v = self.heads(x, P)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         dropout_p = self.dropout if self.training else 0.0
@@ -320,3 +326,34 @@ class GPT(nn.Module):
         c = self.config
         return (f"positions={c.positions!r}, tied={c.tie_weights}, "
                 f"params={self.param_count(non_embedding=False):,}")
+
+
+@torch.no_grad()
+def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """Every head's attention weights on ``idx`` (B, T): a tensor (n_layer, B, n_head, T, T).
+
+    Entry ``[l, b, h, i, j]`` is how much position ``i`` attends to position
+    ``j`` in head ``h`` of layer ``l``: a row sums to 1 and is 0 right of the
+    diagonal (the causal mask). The fused attention kernel never materialises
+    these weights, so they are recomputed here from the queries and keys each
+    layer saw in an ordinary forward pass: softmax(q k^T / sqrt(head_size)).
+    """
+    seen = []  # the normalised input of every attention layer
+    hooks = [block.attn.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+             for block in model.blocks]
+    was_training = model.training
+    model.eval()
+    try:
+        model(idx)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    T = idx.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+    maps = []
+    for block, x in zip(model.blocks, seen):
+        q, k, _ = block.attn.heads(x, 0)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        maps.append(scores.masked_fill(~causal, float("-inf")).softmax(dim=-1))
+    return torch.stack(maps)
