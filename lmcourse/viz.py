@@ -189,3 +189,155 @@ def plot_length_histograms(lengths_by_name: dict, unit: str = "words", bins: int
     axes[0][0].set_ylabel("count")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Attention maps (lesson 06)
+
+
+def _attention_grid(maps) -> "np.ndarray":
+    """``maps`` as a float numpy array (n_layer, n_head, T, T), with a clear error otherwise."""
+    import numpy as np
+
+    maps = np.asarray(maps.detach().cpu() if hasattr(maps, "detach") else maps, dtype=float)
+    if maps.ndim != 4 or maps.shape[-1] != maps.shape[-2] or maps.shape[-1] == 0:
+        raise ValueError(f"attention maps must have shape (n_layer, n_head, T, T), got {maps.shape}; "
+                         "for lmcourse.models.gpt.attention_maps(model, idx) take one text: maps[:, 0]")
+    return maps
+
+
+def plot_attention(weights, labels=None, ax=None, title: str | None = None):
+    """One head's attention weights as a heatmap: row ``i`` is query position ``i``, column ``j`` key ``j``.
+
+    ``weights`` has shape ``(T, T)`` (numpy or torch); ``labels`` gives one
+    label per position (characters show a space as ␣ and a newline as \\n), put
+    on both axes. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=float)
+    if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
+        raise ValueError(f"attention weights must have shape (T, T), got {w.shape}")
+    T = w.shape[0]
+    if ax is None:
+        size = min(7.0, 1.5 + 0.09 * T)  # about 6 pixels per position at the lessons' dpi, at most 7 inches
+        fig, ax = plt.subplots(figsize=(size + 0.6, size))
+    else:
+        fig = ax.figure
+    image = ax.imshow(w, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if labels is not None:
+        names = _token_labels(labels, T)
+        fontsize = 7 if T <= 40 else 5
+        ax.set_xticks(range(T), names, fontsize=fontsize, rotation=90)
+        ax.set_yticks(range(T), names, fontsize=fontsize)
+    ax.set_xlabel("key: attended to")
+    ax.set_ylabel("query: attending")
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_heads(maps, labels=None):
+    """Every head at a glance: a grid with one row per layer and one column per head.
+
+    ``maps`` has shape ``(n_layer, n_head, T, T)``, e.g. ``attention_maps(model, idx)[:, 0]``.
+    Tick labels are shown only for short texts (at most 24 positions). Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    maps = _attention_grid(maps)
+    n_layer, n_head, T = maps.shape[:3]
+    names = _token_labels(labels, T) if labels is not None else None
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(min(1.9 * n_head, 9), min(1.9 * n_layer, 9)),
+                             squeeze=False)
+    for layer in range(n_layer):
+        for head in range(n_head):
+            ax = axes[layer][head]
+            ax.imshow(maps[layer, head], cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
+            ax.grid(False)
+            if names is not None and T <= 24:
+                ax.set_xticks(range(T), names, fontsize=5, rotation=90)
+                ax.set_yticks(range(T), names, fontsize=5)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def attention_widget(maps, labels=None, compute=None, text: str | None = None):
+    """Sliders for layer and head over attention maps, and optionally a text box to attend over.
+
+    ``maps`` has shape ``(n_layer, n_head, T, T)`` and ``labels`` one label per
+    position. With ``compute(text) -> (maps, labels)`` and a starting ``text``, a
+    text box lets the learner type a new text; an error that ``compute`` raises
+    (a character outside the vocabulary, a text longer than the context) is shown
+    under the box instead of the map. Returns the widget to display; its
+    ``figure()`` draws the map the sliders select.
+
+    Without a widget front end (nbconvert, nbval, GitHub's viewer) the widget
+    cannot be drawn: its text form says so, and lessons pair it with a static
+    figure from ``plot_attention`` or ``plot_attention_heads``.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    if (compute is None) != (text is None):
+        raise ValueError("pass compute and text together (a text box needs both), or neither")
+
+    class AttentionWidget(widgets.VBox):
+        def __repr__(self) -> str:  # what a page without a widget front end shows
+            return "[attention widget: run this notebook in Jupyter or Colab to move the sliders]"
+
+        def set_maps(self, new_maps, new_labels) -> None:
+            new_maps = _attention_grid(new_maps)
+            if new_labels is not None:
+                _token_labels(new_labels, new_maps.shape[-1])  # one label per position, or a clear error
+            self.maps, self.labels = new_maps, new_labels
+            self.layer.max, self.head.max = new_maps.shape[0] - 1, new_maps.shape[1] - 1
+
+        def figure(self):
+            layer, head = self.layer.value, self.head.value
+            return plot_attention(self.maps[layer, head], self.labels, title=f"layer {layer}, head {head}")
+
+    style = {"description_width": "initial"}
+    grid = _attention_grid(maps)
+    layer = widgets.IntSlider(value=0, min=0, max=max(grid.shape[0] - 1, 0), description="layer", style=style)
+    head = widgets.IntSlider(value=0, min=0, max=max(grid.shape[1] - 1, 0), description="head", style=style)
+    box = None if compute is None else widgets.Text(value=text, description="text", continuous_update=False,
+                                                     layout=widgets.Layout(width="95%"), style=style)
+    out = widgets.Output()
+    controls = [widgets.HBox([layer, head])] + ([box] if box is not None else [])
+    widget = AttentionWidget(controls + [out])
+    widget.layer, widget.head, widget.text = layer, head, box
+    widget.set_maps(grid, labels)
+
+    def redraw(_change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = widget.figure()
+            display(fig)
+            plt.close(fig)
+
+    def recompute(change):
+        try:
+            widget.set_maps(*compute(change["new"]))
+        except (ValueError, KeyError) as error:  # bad text: say why, keep the last good map
+            with out:
+                out.clear_output(wait=True)
+                print(f"cannot attend over this text: {error}")
+            return
+        redraw()
+
+    layer.observe(redraw, names="value")
+    head.observe(redraw, names="value")
+    if box is not None:
+        box.observe(recompute, names="value")
+    redraw()
+    return widget
