@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import BATCH, BLOCK, VOCAB, CharLSTM, bare_loop, make_get_batch  # noqa: E402
+from timing import alternate, report, speed_ratio  # noqa: E402
 
 from lmcourse import runtime  # noqa: E402  (before TensorFlow: keeps its logs quiet)
 from lmcourse.models.rnn import RecurrentLM  # noqa: E402
@@ -62,40 +62,6 @@ def set_threads(threads: int | None) -> None:
     tf = runtime.setup_tensorflow()
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def alternate(contestants: dict, rounds: int) -> dict[str, list[float]]:
-    """Seconds of each contestant's run, ``rounds`` times, in rotating order after one warm-up.
-
-    A run is timed from outside, unless it returns its own figure in seconds
-    (Keras: one epoch, without ``fit``'s per-call set-up).
-    """
-    for run in contestants.values():
-        run()  # warm-up: first-call allocations, kernel choices, tracing
-    order, times = list(contestants), {name: [] for name in contestants}
-    for r in range(rounds):
-        for name in order[r % len(order):] + order[: r % len(order)]:
-            start = time.perf_counter()
-            seconds = contestants[name]()
-            elapsed = time.perf_counter() - start
-            times[name].append(seconds if isinstance(seconds, float) else elapsed)
-    return times
-
-
-def speed_ratio(a: list[float], b: list[float]) -> float:
-    """A's speed over B's: the median over rounds of time_b / time_a (neighbours in time)."""
-    return statistics.median(tb / ta for ta, tb in zip(a, b))
-
-
-def report(times: dict[str, list[float]], tokens_per_run: int) -> dict[str, float]:
-    """Print median, best and worst tokens/s per contestant; return the medians."""
-    medians = {}
-    for name, seconds in times.items():
-        rates = [tokens_per_run / s for s in seconds]
-        medians[name] = statistics.median(rates)
-        print(f"  {name:22} median {medians[name]:>8,.0f} tokens/s   "
-              f"best {max(rates):>8,.0f}   worst {min(rates):>8,.0f}")
-    return medians
 
 
 def course_model() -> RecurrentLM:

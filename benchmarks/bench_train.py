@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmcourse import runtime
-from lmcourse.train import TrainConfig, train
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import alternate, report, speed_ratio  # noqa: E402
+
+from lmcourse import runtime  # noqa: E402
+from lmcourse.train import TrainConfig, train  # noqa: E402
 
 VOCAB, BATCH, BLOCK = 65, 12, 64
 
@@ -92,32 +96,16 @@ def main(steps: int = 40, rounds: int = 9, threads: int | None = None) -> dict:
         "bare": lambda: bare_loop(copy.deepcopy(base), get_batch, steps, config.lr, config.seed, dev),
     }
 
-    def tokens_per_s(run) -> float:
-        start = time.perf_counter()
-        run()
-        return steps * BATCH * BLOCK / (time.perf_counter() - start)
-
-    for run in contestants.values():
-        run()  # warm-up: first-call imports, allocations and kernel choices
-    runs = {name: [] for name in contestants}
-    order = list(contestants)
-    for r in range(rounds):  # A B C, B C A, C A B, ...: each takes every place in turn
-        for name in order[r % 3 :] + order[: r % 3]:
-            runs[name].append(tokens_per_s(contestants[name]))
+    times = alternate(contestants, rounds)
     result = {"device": str(dev), "threads": torch.get_num_threads(), "steps_per_run": steps,
               "rounds": rounds}
     print(f"training loop benchmark: char LSTM, vocab {VOCAB}, batch {BATCH}x{BLOCK}, on {dev} "
           f"({result['threads']} threads), {rounds} rounds of {steps} steps each")
-    for name, values in runs.items():
-        result[f"{name}_tokens_per_s"] = statistics.median(values)
-        print(f"  {name:15} median {statistics.median(values):>8,.0f} tokens/s   "
-              f"best {max(values):>8,.0f}   worst {min(values):>8,.0f}")
+    for name, rate in report(times, steps * BATCH * BLOCK).items():
+        result[f"{name}_tokens_per_s"] = rate
     for name in ("course", "course_no_clip"):
-        # Within a round the runs are neighbours in time: their ratio shrugs off slow spells.
-        paired = statistics.median(c / b for c, b in zip(runs[name], runs["bare"]))
-        result[f"{name}_ratio"] = paired
-        print(f"  {name} / bare: {paired:.3f}x (median of per-round ratios), "
-              f"{max(runs[name]) / max(runs['bare']):.3f}x (best runs)")
+        result[f"{name}_ratio"] = speed_ratio(times[name], times["bare"])
+        print(f"  {name} / bare: {result[f'{name}_ratio']:.3f}x (median of per-round ratios)")
     return result
 
 

@@ -178,7 +178,9 @@ def test_beam_search_uses_select_state_and_width_one_is_greedy(trained, position
     best1, logp1 = beam_search(model, prompt, 12, beam_width=1)
     torch.testing.assert_close(best1, generate(model, prompt, 12, temperature=0.0), atol=0, rtol=0)
     best4, logp4 = beam_search(model, prompt, 12, beam_width=4)
-    assert logp4 >= logp1 - 1e-9  # a wider beam finds a continuation at least as probable
+    # A wider beam finds a continuation at least as probable here. The tolerance is float32's:
+    # a batch of 4 beams and a batch of 1 give logits that differ in the last bits.
+    assert logp4 >= logp1 - 1e-5
 
     # the log-probability beam search reports is the model's, recomputed without a cache
     with torch.no_grad():

@@ -122,18 +122,19 @@ class RotaryEmbedding(nn.Module):
         inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
         angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (T, d/2)
         angles = torch.cat([angles, angles], dim=-1)  # (T, d): both halves of a pair share an angle
+        # The rotation of a pair (x1, x2) is (x1 cos - x2 sin, x2 cos + x1 sin), that is
+        # x * cos + swap_halves(x) * (-sin, +sin): storing sin with its signs saves a negation.
+        signed_sin = torch.cat([-angles[:, : head_size // 2], angles[:, head_size // 2:]], dim=-1).sin()
         # Not saved in checkpoints: they follow from the config.
         self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("signed_sin", signed_sin, persistent=False)
 
     def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Rotate ``x`` (B, n_head, T, head_size), whose first position is ``start``."""
-        T = x.shape[2]
+        """Rotate ``x`` (..., T, head_size), whose first position is ``start``."""
+        T, half = x.shape[-2], x.shape[-1] // 2
         cos = self.cos[start:start + T].to(x.dtype)
-        sin = self.sin[start:start + T].to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        rotated_half = torch.cat([-x2, x1], dim=-1)  # (x1, x2) -> (-x2, x1): a quarter turn
-        return x * cos + rotated_half * sin
+        sin = self.signed_sin[start:start + T].to(x.dtype)
+        return torch.addcmul(x * cos, x.roll(half, dims=-1), sin)  # x cos + (x2, x1) (-sin, sin)
 
 
 class CausalSelfAttention(nn.Module):
@@ -152,11 +153,12 @@ class CausalSelfAttention(nn.Module):
     def heads(self, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries, keys and values (B, n_head, T, head_size) of ``x`` (B, T, C) at positions start..."""
         B, T, C = x.shape
-        # (B, T, 3C) -> three tensors (B, n_head, T, head_size): heads become a batch dimension
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
-        if self.rotary is not None:
-            q, k = self.rotary(q, start), self.rotary(k, start)  # absolute positions start .. start+T-1
-        return q, k, v
+        # (B, T, 3C) -> (3, B, n_head, T, head_size): q, k, v, with the heads as a batch dimension
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+        if self.rotary is None:
+            return qkv.unbind(0)
+        q, k = self.rotary(qkv[:2], start).unbind(0)  # queries and keys in one go, at start .. start+T-1
+        return q, k, qkv[2]
 
     def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
