@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_gpt  # noqa: E402
 import bench_rnn  # noqa: E402
 import bench_tokenizers  # noqa: E402
 import bench_train  # noqa: E402
@@ -17,6 +18,7 @@ BENCHMARKS = {
     "tokenizers: our byte-level BPE vs Hugging Face tokenizers": bench_tokenizers.main,
     "training loop: lmcourse.train vs a bare PyTorch loop": bench_train.main,
     "recurrent models: LSTM loops, Python cell, Keras vs PyTorch, Shakespeare": bench_rnn.main,
+    "the small GPT: training speed, quality at nanoGPT's CPU budget, KV cache, BLEU/ROUGE": bench_gpt.main,
 }
 
 if __name__ == "__main__":

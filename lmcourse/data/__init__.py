@@ -5,15 +5,18 @@
 One module per idea: ``corpora`` (real text, downloaded and cached),
 ``synthetic`` (text with an exactly known entropy rate), ``tokenizers``
 (char, word, byte-level BPE), ``batching`` (splits and training windows) and
-``cleaning`` (normalisation, deduplication, contamination, privacy).
+``cleaning`` (normalisation, deduplication, contamination, privacy), and two
+generated tasks for lesson 09: ``toy_translation`` (English and an invented
+language) and ``toy_summaries`` (match reports with reference summaries).
 """
 from lmcourse.data.batching import LMBatches, Splits, random_windows, sequential_windows, split
 from lmcourse.data.corpora import Corpus, available_corpora, load_text
 from lmcourse.data.synthetic import MarkovSource
 from lmcourse.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
+from lmcourse.data import toy_summaries, toy_translation
 
 __all__ = [
     "BPETokenizer", "CharTokenizer", "Corpus", "LMBatches", "MarkovSource", "Splits",
     "Tokenizer", "WordTokenizer", "available_corpora", "load_text", "random_windows",
-    "sequential_windows", "split",
+    "sequential_windows", "split", "toy_summaries", "toy_translation",
 ]
