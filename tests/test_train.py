@@ -479,3 +479,42 @@ def test_history_plots_round_trips_and_summarises():
     assert history.tokens_per_second > 0 and all(r["tokens_per_s"] > 0 for r in history.train)
     with pytest.raises(ValueError, match="eval_batches > 0"):
         History().best_val_loss
+
+
+# ---------------------------------------------------------------------------
+# torch.compile: on CUDA by default, on request elsewhere, never in checkpoints
+
+
+class CountingWrapper(nn.Module):
+    """Stands in for torch.compile's result: the same parameters, calls counted."""
+
+    def __init__(self, model):
+        super().__init__()
+        self._orig_mod, self.calls = model, 0  # torch.compile's wrapper names the model _orig_mod too
+
+    def forward(self, x):
+        self.calls += 1
+        return self._orig_mod(x)
+
+
+@pytest.mark.parametrize("wanted, compiled", [(None, False), (False, False), (True, True)])
+def test_compile_on_request_and_checkpoints_keep_plain_names(wanted, compiled, monkeypatch, tmp_path):
+    import lmcourse.train as train_module
+
+    made = []
+    monkeypatch.setattr(train_module.torch, "compile", lambda model: made.append(CountingWrapper(model)) or made[-1])
+    source = MarkovSource(vocab_size=V, order=1, seed=0)
+    model = Bigram()
+    path = tmp_path / "run.pt"
+    train(model, make_get_batch(source), quiet(steps=6, eval_batches=0, compile=wanted, checkpoint_path=path),
+          device="cpu")  # on the CPU, None means no compilation
+    assert len(made) == int(compiled)
+    if compiled:
+        assert made[0].calls == 6 and made[0]._orig_mod is model  # every step ran the compiled module
+    saved = torch.load(path, weights_only=True)["model"]
+    assert set(saved) == set(Bigram().state_dict())  # no "_orig_mod." prefixes
+
+
+def test_compile_must_be_none_or_a_bool():
+    with pytest.raises(ValueError, match="compile must be None"):
+        TrainConfig(compile="yes")
