@@ -58,9 +58,11 @@ LAYERS, HEADS, EMBD, BLOCK, BATCH, STEPS = 4, 4, 128, 64, 12, 2000  # nanoGPT's 
 # nanoGPT's CPU recipe (its README command line on top of train_shakespeare_char.py).
 NANOGPT = dict(lr=1e-3, warmup_steps=100, min_lr_ratio=0.1, weight_decay=0.1, betas=(0.9, 0.99))
 NANOGPT_MODEL = dict(positions="learned", bias=True)
-# The course's recipe: what lesson 06 teaches. See the closing note of issue 4 for the sweep behind it.
-COURSE = dict(lr=3e-3, warmup_steps=100, min_lr_ratio=0.1, weight_decay=0.1, betas=(0.9, 0.99))
-COURSE_MODEL = dict(positions="rotary", bias=False)
+# The course's recipe: what lesson 06 teaches. From a small sweep (validation loss, one seed each):
+# nanoGPT's recipe 1.90; lr 3e-3 1.77; + rotary positions 1.73 (lr 5e-3: 1.73); + a 200-step warm-up
+# and a cosine down to 2 % of the peak at lr 4e-3: 1.72. Rotary positions also drop the position table.
+COURSE = dict(lr=4e-3, warmup_steps=200, min_lr_ratio=0.02, weight_decay=0.1, betas=(0.9, 0.99))
+COURSE_MODEL = dict(positions="rotary", bias=True)
 
 
 # ---------------------------------------------------------------------------

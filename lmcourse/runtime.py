@@ -120,14 +120,14 @@ BUDGETS: dict[str, Budget] = {
         bpe_vocab_size=300, batch_size=16, block_size=32, train_steps=60,
         eval_interval=30, eval_batches=4, n_embd=32, n_layer=1, n_head=2,
         learning_rate=3e-3, sample_chars=200, rnn_hidden=64, memory_task_len=20,
-        memory_task_steps=150, gpt_learning_rate=3e-3,
+        memory_task_steps=150, gpt_learning_rate=4e-3,
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
         bpe_vocab_size=1000, batch_size=32, block_size=64, train_steps=1500,
         eval_interval=250, eval_batches=20, n_embd=128, n_layer=4, n_head=4,
         learning_rate=2e-3, sample_chars=500, rnn_hidden=256, memory_task_len=50,
-        memory_task_steps=1500, gpt_learning_rate=3e-3,
+        memory_task_steps=1500, gpt_learning_rate=4e-3,
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
