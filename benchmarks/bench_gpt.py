@@ -261,9 +261,14 @@ def sentence_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
         if len(hyp) > 2 and rng.random() < 0.3:
             i = rng.randrange(len(hyp) - 1)
             hyp[i], hyp[i + 1] = hyp[i + 1], hyp[i]
-        hyps.append(" ".join(hyp))
-        refs.append(" ".join(ref))
+        hyps.append(detokenize(hyp))
+        refs.append(detokenize(ref))
     return hyps, refs
+
+
+def detokenize(words: list[str]) -> str:
+    """Join words as text is written: punctuation sticks to the word before it."""
+    return "".join(w if w in ",.!?" else " " + w for w in words).strip()
 
 
 def bench_text_metrics(n: int, rounds: int) -> dict:
