@@ -44,7 +44,8 @@ from torch import nn
 
 from lmcourse.models.inputs import check_token_ids
 
-__all__ = ["GPTConfig", "GPT", "KVCache", "attention_maps"]
+__all__ = ["GPTConfig", "GPT", "KVCache", "attention_maps", "Block", "CausalSelfAttention", "MLP",
+           "RotaryEmbedding"]
 
 POSITIONS = ("learned", "rotary")
 
