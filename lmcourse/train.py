@@ -59,7 +59,7 @@ class TrainConfig:
     checkpoint_path: str | os.PathLike | None = None  # None: no checkpoints; if it exists, resume
     checkpoint_interval: int = 100  # steps between checkpoints (and always at the last step)
     mixed_precision: bool = True  # bf16/fp16 autocast on CUDA; the CPU always runs fp32
-    compile: bool | None = None  # torch.compile the training step's model; None: on a CUDA GPU only
+    compile: bool = False  # torch.compile the model for training steps: worth it for long GPU runs
     seed: int = 0  # seeds the batch stream and the global RNGs (dropout)
     progress: bool = True  # show a progress bar
 
@@ -78,7 +78,7 @@ class TrainConfig:
         self._check(betas_ok, "betas", "two numbers in [0, 1)")
         self._check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "between 0 and 1")
         self._check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None (no clipping) or > 0")
-        self._check(self.compile in (None, True, False), "compile", "None (CUDA only), True or False")
+        self._check(isinstance(self.compile, bool), "compile", "True or False")
 
     def _check(self, ok: bool, name: str, expected: str) -> None:
         if not ok:
@@ -205,7 +205,7 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
     """
     dev = torch.device(device) if device is not None else runtime.device()
     model.to(dev)
-    step_model = _compiled(model, dev, config.compile)  # the same weights; checkpoints save `model`
+    step_model = _compiled(model, config.compile)  # the same weights; checkpoints save `model`
     loss_fn = loss_fn or next_token_loss
     amp = runtime.precision(dev, enabled=config.mixed_precision)
     scaler = amp.grad_scaler()  # scales the loss for fp16 only; a no-op otherwise
@@ -284,19 +284,18 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
     return history
 
 
-def _compiled(model: torch.nn.Module, dev: torch.device, wanted: bool | None) -> torch.nn.Module:
-    """``torch.compile(model)`` where it pays, else ``model`` itself.
+def _compiled(model: torch.nn.Module, wanted: bool) -> torch.nn.Module:
+    """``torch.compile(model)`` if asked for, else ``model`` itself.
 
     Compiling fuses the many small kernels of a Transformer step into fewer,
-    larger ones: on a GPU that is often 1.3-2x faster after a compilation of
-    about a minute. On a CPU the compilation costs more than a course-sized
-    run saves, and it needs a C++ compiler, so ``None`` compiles on CUDA only.
-    Evaluation and checkpoints use the uncompiled model: the two share their
-    parameters, and the state dict keeps its plain names.
+    larger ones: on a GPU that is often 1.3-2x faster, after a compilation of
+    a minute or so, and again for every new model. So it pays for a long run on
+    a GPU (lesson 06's GPT at the ``gpu`` budget) and not for the short runs of
+    most lessons; on a CPU it also needs a C++ compiler. Evaluation and
+    checkpoints use the uncompiled model: the two share their parameters, and
+    the state dict keeps its plain names.
     """
-    if wanted is False or (wanted is None and dev.type != "cuda"):
-        return model
-    return torch.compile(model)
+    return torch.compile(model) if wanted else model
 
 
 def _read_pending(pending: list[dict], window_start: float, window_tokens: int,
