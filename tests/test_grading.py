@@ -12,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grading_helpers import run, text
+
 from lmcourse.grading import MIME_TYPE, CheckResult, check, get_exercise, known_exercises, progress
 from lmcourse.grading.grade import grade, student_names
 from lmcourse.grading.notebooks import BEGIN, END, check_results
@@ -22,15 +24,6 @@ EXERCISES_NB = ROOT / "exercises" / "01_language_models.ipynb"
 
 
 pytestmark = pytest.mark.usefixtures("home")
-
-
-def run(exercise, answer, **kw):
-    kw.setdefault("time_limit", 2.0)
-    return check(exercise, answer, **kw)
-
-
-def text(result):
-    return " ".join(result.feedback).lower()
 
 
 def solution_lines():

@@ -3,19 +3,13 @@ correct form passes, the classic mistakes are named."""
 import pytest
 import torch
 
-from lmcourse.grading import check, get_exercise
+from grading_helpers import run, text
+
+from lmcourse.grading import get_exercise
 from lmcourse.grading.exercises_rnn import _clip_grad_norm, _gru_cell, _lstm_cell
 
 
 pytestmark = pytest.mark.usefixtures("home")
-
-
-def run(exercise, answer):
-    return check(exercise, answer, time_limit=2.0, record=False)
-
-
-def text(result):
-    return " ".join(result.feedback).lower()
 
 
 # ---------------------------------------------------------------------------

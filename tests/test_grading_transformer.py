@@ -7,21 +7,14 @@ from collections import Counter
 import pytest
 import torch
 
-from lmcourse.grading import check
+from grading_helpers import run, text
+
 from lmcourse.grading.exercises_eval import _modified_precision
 from lmcourse.grading.exercises_transformer import _causal_attention
 from lmcourse.metrics import bleu
 
 
 pytestmark = pytest.mark.usefixtures("home")
-
-
-def run(exercise, answer):
-    return check(exercise, answer, time_limit=2.0, record=False)
-
-
-def text(result):
-    return " ".join(result.feedback).lower()
 
 
 # ---------------------------------------------------------------------------
