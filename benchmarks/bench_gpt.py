@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import alternate, report, speed_ratio  # noqa: E402
 
 from lmcourse import metrics  # noqa: E402
-from lmcourse.data.batching import sequential_windows  # noqa: E402
+from lmcourse.data.batching import random_windows, sequential_windows  # noqa: E402
 from lmcourse.generate import generate  # noqa: E402
 from lmcourse.models.gpt import GPT, GPTConfig  # noqa: E402
 from lmcourse.train import TrainConfig, train  # noqa: E402
@@ -133,14 +133,9 @@ def load_chars(path: Path | None) -> tuple[torch.Tensor, torch.Tensor, int, str]
 
 
 def batch_sampler(train_ids: torch.Tensor, val_ids: torch.Tensor, batch: int = BATCH, block: int = BLOCK):
-    def get_batch(split: str, generator: torch.Generator):
-        data = train_ids if split == "train" else val_ids
-        starts = torch.randint(len(data) - block, (batch,), generator=generator)
-        x = torch.stack([data[s:s + block] for s in starts])
-        y = torch.stack([data[s + 1:s + block + 1] for s in starts])
-        return x, y
-
-    return get_batch
+    """``get_batch(split, generator)`` over the two splits: random windows, as nanoGPT draws them."""
+    data = {"train": train_ids, "val": val_ids}
+    return lambda split, generator: random_windows(data[split], batch, block, generator)
 
 
 @torch.no_grad()

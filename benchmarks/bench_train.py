@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import alternate, report, speed_ratio  # noqa: E402
 
 from lmcourse import runtime  # noqa: E402
+from lmcourse.data.batching import random_windows  # noqa: E402
 from lmcourse.train import TrainConfig, train  # noqa: E402
 
 VOCAB, BATCH, BLOCK = 65, 12, 64
@@ -48,13 +49,7 @@ class CharLSTM(nn.Module):
 
 
 def make_get_batch(tokens: torch.Tensor, dev: torch.device):
-    def get_batch(split: str, generator: torch.Generator):
-        starts = torch.randint(len(tokens) - BLOCK - 1, (BATCH,), generator=generator)
-        x = torch.stack([tokens[s : s + BLOCK] for s in starts])
-        y = torch.stack([tokens[s + 1 : s + BLOCK + 1] for s in starts])
-        return x.to(dev), y.to(dev)
-
-    return get_batch
+    return lambda split, generator: random_windows(tokens, BATCH, BLOCK, generator, device=dev)
 
 
 def bare_loop(model, get_batch, steps: int, lr: float, seed: int, dev: torch.device) -> None:
