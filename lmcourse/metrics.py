@@ -515,13 +515,12 @@ def generation_speed(model, prompt, max_new_tokens: int, **options) -> Generatio
     (the first call pays for memory allocation and kernel selection), and
     compare two settings in alternation when the machine is shared.
     """
-    from lmcourse.generate import stream  # generate imports nothing from here; keep it that way
+    from lmcourse.generate import _model_device, stream  # generate imports nothing from here; keep it so
 
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1 to have something to time, got {max_new_tokens!r}")
     tokens = stream(model, prompt, max_new_tokens, **options)
-    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    device = first.device if first is not None else torch.device("cpu")
+    device = _model_device(model, torch.device("cpu"))
     times, batch_size = [], 1
     _synchronize(device)
     start = time.perf_counter()
