@@ -13,7 +13,7 @@ grades a class's notebooks into a CSV grade book.
 A module of checks registers its exercises when imported; add a new module
 to the imports below.
 """
-from lmcourse.grading.core import (
+from lmcourse.grading.checks import (
     Case,
     Exercise,
     Mistake,

@@ -11,7 +11,7 @@ from collections import Counter
 
 import torch
 
-from lmcourse.grading.core import Case, Exercise, Mistake, register
+from lmcourse.grading.checks import Case, Exercise, Mistake, register
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lmcourse.grading.core import Case, Exercise, Mistake, register
+from lmcourse.grading.checks import Case, Exercise, Mistake, register
 
 
 def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0,

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from lmcourse.grading.core import Case, Exercise, Mistake, register
+from lmcourse.grading.checks import Case, Exercise, Mistake, register
 
 
 def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lmcourse.generate import top_p_filter as _top_p_reference
-from lmcourse.grading.core import Case, Exercise, Mistake, register
+from lmcourse.grading.checks import Case, Exercise, Mistake, register
 
 
 def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0,

@@ -38,7 +38,7 @@ from pathlib import Path
 import nbformat
 
 from lmcourse import atomic
-from lmcourse.grading.core import REGISTRY
+from lmcourse.grading.checks import REGISTRY
 from lmcourse.grading.notebooks import check_results, checked_exercises
 
 DEFAULT_TIMEOUT = 120  # seconds per cell

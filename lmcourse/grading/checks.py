@@ -42,7 +42,7 @@ DEFAULT_TIME_LIMIT = 5.0  # seconds per call of the learner's function
 SEED = 1234
 
 
-def default_time_limit() -> float:
+def _default_time_limit() -> float:
     """Seconds allowed per call: ``$LMCOURSE_CHECK_TIME_LIMIT``, else 5."""
     value = os.environ.get("LMCOURSE_CHECK_TIME_LIMIT")
     try:
@@ -142,14 +142,14 @@ def get_exercise(exercise_id: str) -> Exercise:
 # Comparing an answer with the reference
 
 
-def clone_inputs(value: Any) -> Any:
+def _clone_inputs(value: Any) -> Any:
     """A deep copy of the tensors in ``value``, so each call gets fresh inputs."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
     if isinstance(value, (tuple, list)):
-        return type(value)(clone_inputs(v) for v in value)
+        return type(value)(_clone_inputs(v) for v in value)
     if isinstance(value, dict):
-        return {k: clone_inputs(v) for k, v in value.items()}
+        return {k: _clone_inputs(v) for k, v in value.items()}
     return value
 
 
@@ -168,7 +168,7 @@ def _input_dtype(case: Case) -> torch.dtype:
     return floats[0] if floats else torch.float32
 
 
-def tolerances(dtype: torch.dtype) -> tuple[float, float]:
+def _tolerances(dtype: torch.dtype) -> tuple[float, float]:
     """(rtol, atol) for comparing results computed in ``dtype``.
 
     Loose enough for any correct formula (loop or vectorised, a different
@@ -179,39 +179,39 @@ def tolerances(dtype: torch.dtype) -> tuple[float, float]:
     return 1e-4, 1e-6
 
 
-def is_number(value: Any) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def as_double(value: Any) -> torch.Tensor | None:
+def _as_double(value: Any) -> torch.Tensor | None:
     """``value`` as a float64 tensor for comparing, or None if it is not numeric."""
     if isinstance(value, torch.Tensor):
         if value.is_complex():
             return None
         return value.detach().to("cpu", torch.float64)
-    if is_number(value):
+    if _is_number(value):
         return torch.tensor(float(value), dtype=torch.float64)
     return None
 
 
-def same_values(got: Any, expected: Any, dtype: torch.dtype, slack: float = 1.0) -> bool:
+def _same_values(got: Any, expected: Any, dtype: torch.dtype, slack: float = 1.0) -> bool:
     """Same shape and close values (NaN matches NaN, inf matches inf).
 
-    ``slack`` widens the tolerances: recognising a mistake can afford to be
+    ``slack`` widens the _tolerances: recognising a mistake can afford to be
     looser than grading, since a learner's version of a wrong formula may
     round differently from ours.
     """
     if isinstance(expected, (tuple, list)):
         return (isinstance(got, (tuple, list)) and len(got) == len(expected)
-                and all(same_values(g, e, dtype, slack) for g, e in zip(got, expected)))
-    a, b = as_double(got), as_double(expected)
+                and all(_same_values(g, e, dtype, slack) for g, e in zip(got, expected)))
+    a, b = _as_double(got), _as_double(expected)
     if a is None or b is None or a.shape != b.shape:
         return False
-    rtol, atol = tolerances(dtype)
+    rtol, atol = _tolerances(dtype)
     return torch.allclose(a, b, rtol=rtol * slack, atol=atol * slack, equal_nan=True)
 
 
-def type_name(value: Any) -> str:
+def _type_name(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     if value is None:
@@ -223,7 +223,7 @@ def _item_name(names: Sequence[str], index: int) -> str:
     return names[index] if index < len(names) else f"item {index}"
 
 
-def form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | None:
+def _form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | None:
     """What is wrong with the *form* of ``got`` (type, shape, dtype), if anything.
 
     A tuple or list result is checked item by item; ``names`` names the items.
@@ -234,22 +234,22 @@ def form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | No
         if names:
             what += f" ({', '.join(names)})"
         if not isinstance(got, (tuple, list)):
-            return f"expected {what}, got {type_name(got)}"
+            return f"expected {what}, got {_type_name(got)}"
         if len(got) != len(expected):
             return f"expected {what}, got a {type(got).__name__} of {len(got)} items"
         for index, (g, e) in enumerate(zip(got, expected)):
-            problem = form_problem(g, e)
+            problem = _form_problem(g, e)
             if problem is not None:
                 return f"{_item_name(names, index)}: {problem}"
         return None
     if isinstance(expected, torch.Tensor):
         shape = tuple(expected.shape)
         if not isinstance(got, torch.Tensor):
-            if expected.dim() == 0 and is_number(got):
+            if expected.dim() == 0 and _is_number(got):
                 return ("you returned a Python number, but a 0-d torch.Tensor was expected: "
                         "converting to a number cuts the result off from autograd, so "
                         "backward() could not train through it")
-            return f"expected a torch.Tensor of shape {shape}, got {type_name(got)}"
+            return f"expected a torch.Tensor of shape {shape}, got {_type_name(got)}"
         if tuple(got.shape) != shape:
             return f"expected shape {shape}, got shape {tuple(got.shape)}"
         if got.dtype != expected.dtype:
@@ -257,35 +257,35 @@ def form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | No
                     f"{got.dtype}: keep the input's dtype (new tensors default to float32)")
         return None
     # A number is expected: a Python float, or (accepted too) a 0-d tensor.
-    if is_number(got):
+    if _is_number(got):
         return None
     if isinstance(got, torch.Tensor) and got.dim() == 0 and got.is_floating_point():
         return None
-    return f"expected a Python float, got {type_name(got)}"
+    return f"expected a Python float, got {_type_name(got)}"
 
 
 def _blows_up(got: Any, expected: Any) -> bool:
     """True where ``got`` has NaN/inf and ``expected`` is finite (same form assumed)."""
     if isinstance(expected, (tuple, list)):
         return any(_blows_up(g, e) for g, e in zip(got, expected))
-    a, b = as_double(got), as_double(expected)
+    a, b = _as_double(got), _as_double(expected)
     return bool((~torch.isfinite(a) & torch.isfinite(b)).any())
 
 
-def value_problem(got: Any, expected: Any, dtype: torch.dtype,
+def _value_problem(got: Any, expected: Any, dtype: torch.dtype,
                   names: Sequence[str] = ()) -> str | None:
     """How the values of ``got`` differ from ``expected`` (same form assumed)."""
     if isinstance(expected, (tuple, list)):
         for index, (g, e) in enumerate(zip(got, expected)):
-            problem = value_problem(g, e, dtype)
+            problem = _value_problem(g, e, dtype)
             if problem is not None:
                 return f"{_item_name(names, index)}: {problem}"
         return None
-    a, b = as_double(got), as_double(expected)
+    a, b = _as_double(got), _as_double(expected)
     if (~torch.isfinite(a) & torch.isfinite(b)).any():
         bad = "NaN" if torch.isnan(a).any() else "inf"
         return f"your result contains {bad} where the correct result is finite"
-    rtol, atol = tolerances(dtype)
+    rtol, atol = _tolerances(dtype)
     if torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
         return None
     if a.dim() == 0:
@@ -329,7 +329,7 @@ def _backward(out: Any, inputs: list[torch.Tensor], weight: torch.Tensor | None)
 
 
 def _with_grad(case: Case) -> tuple[tuple, dict, list[torch.Tensor]]:
-    args, kwargs = clone_inputs(case.args), clone_inputs(case.kwargs)
+    args, kwargs = _clone_inputs(case.args), _clone_inputs(case.kwargs)
     leaves = [t.requires_grad_() for t in _tensors((args, kwargs)) if t.is_floating_point()]
     return args, kwargs, leaves
 
@@ -341,8 +341,8 @@ class _Runner:
         self.time_limit = time_limit
 
     def run_case(self, case: Case) -> _CaseResult:
-        expected = self.ex.reference(*clone_inputs(case.args), **clone_inputs(case.kwargs))
-        args, kwargs = clone_inputs(case.args), clone_inputs(case.kwargs)
+        expected = self.ex.reference(*_clone_inputs(case.args), **_clone_inputs(case.kwargs))
+        args, kwargs = _clone_inputs(case.args), _clone_inputs(case.kwargs)
         outcome = call_safely(self.answer, args, kwargs, self.time_limit)
         if not outcome.ok:
             return _CaseResult(False, self._failure_message(outcome), outcome)
@@ -354,10 +354,10 @@ class _Runner:
                 "x[...] = ...) on the input modify it; compute into new tensors"))
         got = outcome.value
         dtype = _input_dtype(case)
-        problem = form_problem(got, expected, self.ex.output_names)
+        problem = _form_problem(got, expected, self.ex.output_names)
         if problem is not None:
             return _CaseResult(False, self._explain(case, got, expected, problem, form=True))
-        problem = value_problem(got, expected, dtype, self.ex.output_names)
+        problem = _value_problem(got, expected, dtype, self.ex.output_names)
         if problem is not None:
             return _CaseResult(False, self._explain(case, got, expected, problem, form=False))
         if case.grad:
@@ -373,12 +373,12 @@ class _Runner:
         dtype = _input_dtype(case)
         for mistake in self.ex.mistakes:
             try:
-                wrong = mistake.wrong(*clone_inputs(case.args), **clone_inputs(case.kwargs))
+                wrong = mistake.wrong(*_clone_inputs(case.args), **_clone_inputs(case.kwargs))
             except Exception:  # a variant may not apply to this case's shapes
                 continue
-            if same_values(wrong, expected, dtype):
+            if _same_values(wrong, expected, dtype):
                 continue  # this case cannot tell the variant from the right answer
-            if same_values(got, wrong, dtype, slack=10.0):
+            if _same_values(got, wrong, dtype, slack=10.0):
                 return mistake.message()
         if form:
             return problem
@@ -424,7 +424,7 @@ class _Runner:
         for got, ref in zip(outcome.value, ref_grads):
             ref = torch.zeros_like(got) if ref is None and got is not None else ref
             got = torch.zeros_like(ref) if got is None and ref is not None else got
-            if got is not None and not same_values(got, ref, dtype):
+            if got is not None and not _same_values(got, ref, dtype):
                 return _CaseResult(False, (
                     "the values are right but the gradients are not: something in your "
                     "computation blocks or changes the gradient (a .detach() or .data on a "
@@ -469,13 +469,13 @@ def _not_attempted(ex: Exercise, answer: Callable, first: Outcome, n_cases: int)
     )
 
 
-def run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckResult, bool]:
+def _run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckResult, bool]:
     """The result, and whether the run was interrupted (Ctrl-C) before it finished."""
     cases = ex.build_cases()
     if not callable(answer):
         return CheckResult(
             exercise=ex.id, title=ex.title, passed=False, score=0, max_score=len(cases),
-            feedback=[f"check() needs your function itself, but got {type_name(answer)}. "
+            feedback=[f"check() needs your function itself, but got {_type_name(answer)}. "
                       "Pass the function's name without calling it."]), False
     runner = _Runner(ex, answer, time_limit)
     results: list[tuple[Case, _CaseResult]] = []
@@ -514,7 +514,7 @@ def run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckRes
 
 def _notes(first: _CaseResult) -> list[str]:
     """Remarks on a correct answer, from what it returned on the first case."""
-    if is_number(first.expected) and isinstance(first.value, torch.Tensor):
+    if _is_number(first.expected) and isinstance(first.value, torch.Tensor):
         return ["Note: you return a 0-d tensor; that is accepted, but a Python float "
                 "is the convention for a metric like this (a tensor keeps its "
                 "autograd graph alive, and prints as tensor(...))."]
@@ -551,10 +551,10 @@ def check(exercise_id: str, answer: Any, *, time_limit: float | None = None,
     ``progress()``).
     """
     ex = get_exercise(exercise_id)
-    limit = default_time_limit() if time_limit is None else float(time_limit)
+    limit = _default_time_limit() if time_limit is None else float(time_limit)
     try:
         with _one_thread():
-            result, interrupted = run_exercise(ex, answer, limit)
+            result, interrupted = _run_exercise(ex, answer, limit)
     except Exception as exc:  # a bug in the check itself must not look like the learner's
         return CheckResult(
             exercise=ex.id, title=ex.title, passed=False, score=0, max_score=0,
