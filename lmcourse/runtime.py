@@ -166,6 +166,87 @@ def budget(name: str | None = None) -> Budget:
 
 
 # ---------------------------------------------------------------------------
+# CPU threads
+
+# Below this many parameters a model's matrix products take microseconds, and
+# splitting each one over threads costs more in hand-offs than it saves: every
+# operation waits for its slowest thread, and on a busy machine a thread that
+# loses its core stalls all the others (measured in lesson 06 at 17x slower).
+SMALL_MODEL_PARAMS = 5_000_000
+_threads: int | None = None
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def idle_cores() -> float:
+    """Cores left over by other programs: this process's cores minus the 1-minute load."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        load = 0.0
+    return max(0.0, cpu_cores() - load)
+
+
+def choose_threads(n_params: int, cores: int, idle: float) -> tuple[int, str]:
+    """How many CPU threads a model of ``n_params`` parameters should get, and why."""
+    if n_params < SMALL_MODEL_PARAMS:
+        return 1, (f"a model of {n_params / 1e6:.1f} M parameters (< {SMALL_MODEL_PARAMS / 1e6:.0f} M) "
+                   "runs small matrix products, where extra threads cost more than they save")
+    usable = max(1, min(cores, int(idle + 0.5)))
+    if usable == 1:
+        return 1, f"other programs keep the {cores} core(s) busy (about {idle:.1f} idle)"
+    return usable, f"a {n_params / 1e6:.0f} M-parameter model on {usable} idle of {cores} core(s)"
+
+
+def configure_threads(n_params: int | None = None, *, verbose: bool = True) -> int:
+    """Set the CPU thread count for this notebook from the model size and the machine.
+
+    ``n_params`` is the largest model the lesson trains (default: the budget's
+    GPT, about 12 * n_layer * n_embd**2). Models under ``SMALL_MODEL_PARAMS``
+    get one thread; larger ones get the cores that other programs leave idle.
+    ``LMCOURSE_THREADS=N`` overrides the choice. On a GPU the CPU only feeds
+    the device, so the count is left as PyTorch set it. TensorFlow gets the
+    same count when ``setup_tensorflow()`` first imports it. Prints what it
+    chose and why; returns the count.
+    """
+    global _threads
+    from lmcourse.validate import positive_int
+
+    forced = os.environ.get("LMCOURSE_THREADS", "").strip()
+    if forced:
+        threads, why = positive_int("LMCOURSE_THREADS", int(forced)), "LMCOURSE_THREADS is set"
+    elif device().type != "cpu":
+        threads, why = torch.get_num_threads(), f"the model runs on {device().type}; the CPU only feeds it"
+    else:
+        if n_params is None:
+            b = budget()
+            n_params = 12 * b.n_layer * b.n_embd ** 2
+        n_params = positive_int("n_params", n_params)
+        threads, why = choose_threads(n_params, cpu_cores(), idle_cores())
+    torch.set_num_threads(threads)
+    _threads = threads
+    if "tensorflow" in sys.modules:
+        _set_tensorflow_threads(sys.modules["tensorflow"], threads)
+    if verbose:
+        print(f"CPU threads: {threads} ({why})")
+    return threads
+
+
+def _set_tensorflow_threads(tf, threads: int) -> None:
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already ran an op: its thread pools are fixed for this process
+
+
+# ---------------------------------------------------------------------------
 # Mixed precision
 
 
@@ -216,6 +297,8 @@ def setup_tensorflow():
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+    if _threads is not None:
+        _set_tensorflow_threads(tf, _threads)
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
