@@ -2,7 +2,7 @@
 
 Read it top to bottom, like nanoGPT's train.py. One optimizer step is
 
-    set the learning rate for this step (warm-up, then cosine decay)
+    set the learning rate for this step (warm-up, then cosine or warmup-stable-decay)
     for each of `accumulation_steps` micro-batches:
         loss = loss_fn(model, batch)             # under autocast on a GPU
         (loss / accumulation_steps).backward()   # gradients add up across micro-batches
@@ -34,11 +34,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lmcourse import atomic, runtime
+from lmcourse.validate import non_negative_int, number, positive_int
 
 # get_batch(split, generator) -> batch; for language models a batch is (x, y),
 # two LongTensors of shape (B, T) where y is x shifted one token to the left.
 GetBatch = Callable[[str, torch.Generator], Any]
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass
@@ -50,7 +52,9 @@ class TrainConfig:
     weight_decay: float = 0.1  # AdamW decay, on weight matrices only (see make_optimizer)
     betas: tuple[float, float] = (0.9, 0.99)  # beta2 = 0.99 suits small batches (nanoGPT's char model)
     warmup_steps: int = 0  # linear warm-up from lr / warmup_steps to lr
-    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
+    min_lr_ratio: float = 0.1  # the decay ends at lr * min_lr_ratio
+    schedule: str = "cosine"  # after warm-up: "cosine" decay, or "wsd" (warmup-stable-decay); see lr_at
+    decay_fraction: float = 0.2  # "wsd" only: the share of the steps spent decaying, at the end
     grad_clip: float | None = 1.0  # largest total gradient norm; None turns clipping off
     accumulation_steps: int = 1  # micro-batches whose gradients add up to one update
     eval_interval: int = 100  # steps between validation measurements
@@ -66,45 +70,65 @@ class TrainConfig:
     def __post_init__(self):
         if self.checkpoint_path is not None:
             self.checkpoint_path = os.fspath(self.checkpoint_path)  # plain str: saved in checkpoints
-        self.betas = tuple(self.betas)
+        # Counts: any integer type (np.int64 too), stored as plain ints; bools and floats are TypeErrors.
         for name in ("steps", "accumulation_steps", "eval_interval", "log_interval", "checkpoint_interval"):
-            self._check(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+            setattr(self, name, positive_int(f"TrainConfig.{name}", getattr(self, name)))
         for name in ("warmup_steps", "eval_batches", "seed"):
-            self._check(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an integer >= 0")
-        self._check(self.warmup_steps <= self.steps, "warmup_steps", f"at most steps={self.steps}")
-        self._check(math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number")
-        self._check(self.weight_decay >= 0, "weight_decay", ">= 0")
-        betas_ok = len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)
-        self._check(betas_ok, "betas", "two numbers in [0, 1)")
-        self._check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "between 0 and 1")
-        self._check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None (no clipping) or > 0")
-        self._check(isinstance(self.compile, bool), "compile", "True or False")
-
-    def _check(self, ok: bool, name: str, expected: str) -> None:
-        if not ok:
-            raise ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+            setattr(self, name, non_negative_int(f"TrainConfig.{name}", getattr(self, name)))
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"TrainConfig.warmup_steps must be at most steps={self.steps}, got {self.warmup_steps}")
+        self.lr = number("TrainConfig.lr", self.lr, low=0, low_open=True)
+        self.weight_decay = number("TrainConfig.weight_decay", self.weight_decay, low=0)
+        self.min_lr_ratio = number("TrainConfig.min_lr_ratio", self.min_lr_ratio, low=0, high=1)
+        self.decay_fraction = number("TrainConfig.decay_fraction", self.decay_fraction, low=0, high=1)
+        if self.grad_clip is not None:
+            self.grad_clip = number("TrainConfig.grad_clip", self.grad_clip, low=0, low_open=True)
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") or len(self.betas) != 2:
+            raise TypeError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = tuple(number(f"TrainConfig.betas[{i}]", b, low=0, high=1, high_open=True)
+                           for i, b in enumerate(self.betas))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {', '.join(map(repr, SCHEDULES))}, "
+                             f"got {self.schedule!r}")
+        for name in ("mixed_precision", "compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def lr_at(step: int, config: TrainConfig) -> float:
-    """The learning rate for update number ``step`` (0-based): warm-up, then cosine decay.
+    """The learning rate for update number ``step`` (0-based): warm-up, then a decay.
 
     Warm-up climbs linearly, lr/w, 2 lr/w, ..., lr over the first w = ``warmup_steps``
     updates: at first Adam's estimate of the gradient's variance rests on a handful
     of batches, and full-size steps taken on it can wreck a Transformer
-    (Goyal et al., 2017; Liu et al., 2020). Then half a cosine carries the rate
-    from lr down to lr * ``min_lr_ratio``, reached at step == ``steps``
-    (Loshchilov & Hutter, 2017): big steps while far from a minimum, small ones to settle.
+    (Goyal et al., 2017; Liu et al., 2020). Then, with ``schedule="cosine"``, half a
+    cosine carries the rate from lr down to lr * ``min_lr_ratio``, reached at
+    step == ``steps`` (Loshchilov & Hutter, 2017): big steps while far from a
+    minimum, small ones to settle.
+
+    With ``schedule="wsd"`` (warmup-stable-decay: MiniCPM, Hu et al., 2024;
+    Hägele et al., 2024) the rate stays at lr until the last
+    d = round(``decay_fraction`` * ``steps``) updates, then falls linearly to
+    lr * ``min_lr_ratio``, reached at step == ``steps``. The cosine's rate at every
+    step depends on the run's length, so the length must be fixed before the
+    start; the WSD rate does not, until the decay begins. A checkpoint from the
+    stable phase can therefore be trained further, or decayed, to any length
+    (``train`` resumes it with a larger ``steps``). ``decay_fraction=0`` is a
+    constant rate after warm-up; 1 is a linear decay all the way. (Hägele et al.
+    found a "1 - sqrt" decay shape slightly better than linear.)
     """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     min_lr = config.lr * config.min_lr_ratio
+    if config.schedule == "wsd":
+        decay_start = max(config.warmup_steps, config.steps - round(config.decay_fraction * config.steps))
+        if step < decay_start:
+            return config.lr
+        progress = min(1.0, (step - decay_start) / max(1, config.steps - decay_start))
+        return config.lr - progress * (config.lr - min_lr)
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - min_lr)
 
@@ -127,8 +151,13 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     ]
     # The fused update handles every tensor in one kernel per step; PyTorch's default on the
     # CPU is a Python loop over parameters, several times slower for a small model.
-    fused = True if all(p.device.type in ("cpu", "cuda") for p in params) else None
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=fused)
+    if all(p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=True)
+        except RuntimeError as error:  # torch < 2.4 has no fused AdamW for the CPU: the same update, slower
+            if "fused" not in str(error):
+                raise
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
 def next_token_loss(model: torch.nn.Module, batch) -> torch.Tensor:
@@ -357,6 +386,10 @@ def _count_tokens(batch) -> int:
 # Checkpoints: everything needed to continue as if the run had never stopped.
 
 _FREE_TO_CHANGE = {"progress", "log_interval", "checkpoint_path", "checkpoint_interval", "compile"}
+# These may change too if the learning rate of every step already taken stays the same:
+# a WSD run still in its stable phase can be continued to a larger `steps`, or decayed.
+_SCHEDULE_FIELDS = {"steps", "warmup_steps", "min_lr_ratio", "schedule", "decay_fraction"}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # for checkpoints older than a field
 
 
 def _save_checkpoint(path, model, optimizer, scaler, generator, step, history, config) -> None:
@@ -381,16 +414,26 @@ def _save_checkpoint(path, model, optimizer, scaler, generator, step, history, c
 
 def _load_checkpoint(path, model, optimizer, scaler, generator, config) -> tuple[int, "History"]:
     state = torch.load(path, map_location="cpu", weights_only=True)  # plain data only: no code runs
-    saved = state["config"]
-    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in config.to_dict().items()
-               if k not in _FREE_TO_CHANGE and saved.get(k) != v]
+    saved = {**_DEFAULTS, **state["config"]}
+    step = state["step"]
+    changed = {k for k, v in config.to_dict().items() if k not in _FREE_TO_CHANGE and saved[k] != v}
+    if changed and changed <= _SCHEDULE_FIELDS and step <= config.steps:
+        saved_config = TrainConfig(**{**saved, "checkpoint_path": None})
+        if all(lr_at(s, saved_config) == lr_at(s, config) for s in range(step)):
+            changed = set()  # the same past: continuing is exact
     if changed:
+        diffs = "; ".join(f"{k}: {saved[k]!r} -> {getattr(config, k)!r}" for k in sorted(changed))
         raise ValueError(
-            f"the checkpoint {path} was written with a different config ({'; '.join(changed)}). "
-            "Resuming would mix two runs: delete the file to start afresh, or use another checkpoint_path."
+            f"the checkpoint {path} (step {step}) was written with a different config ({diffs}). "
+            "Resuming would mix two runs: delete the file to start afresh, or use another checkpoint_path. "
+            "(steps and the schedule may change only where the learning rates of the steps already "
+            "taken stay the same, as in a WSD run's stable phase.)"
         )
     model.load_state_dict(state["model"])
+    own_flags = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    for group, flags in zip(optimizer.param_groups, own_flags):  # a checkpoint from a machine with
+        group.update(flags)                                       # fused AdamW loads where it is missing
     if state["scaler"]:  # empty when saved where loss scaling was off (CPU, bf16)
         scaler.load_state_dict(state["scaler"])
     generator.set_state(state["batch_generator"])
@@ -401,7 +444,7 @@ def _load_checkpoint(path, model, optimizer, scaler, generator, config) -> tuple
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return state["step"], History.from_dict(state["history"])
+    return step, History.from_dict(state["history"])
 
 
 # ---------------------------------------------------------------------------

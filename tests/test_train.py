@@ -18,7 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+import lmcourse.train as train_module
 from lmcourse import runtime
+from lmcourse.data.batching import random_windows
 from lmcourse.data.synthetic import MarkovSource
 from lmcourse.train import (
     History, TrainConfig, evaluate, lr_at, make_optimizer, next_token_loss, train,
@@ -36,11 +38,7 @@ def make_get_batch(source: MarkovSource, batch_size: int = 16, block: int = 16):
             "val": torch.from_numpy(source.sample(5_000, seed=2))}
 
     def get_batch(split, generator):
-        tokens = data[split]
-        starts = torch.randint(len(tokens) - block - 1, (batch_size,), generator=generator)
-        x = torch.stack([tokens[s : s + block] for s in starts])
-        y = torch.stack([tokens[s + 1 : s + block + 1] for s in starts])
-        return x, y
+        return random_windows(data[split], batch_size, block, generator=generator)
 
     return get_batch
 
@@ -197,6 +195,23 @@ def test_lr_schedule_warms_up_linearly_then_follows_a_cosine_to_min_lr():
     assert lr_at(0, quiet(steps=10, lr=0.3)) == pytest.approx(0.3)  # no warm-up: start at the peak
 
 
+def test_wsd_schedule_warms_up_holds_the_peak_then_decays_linearly_over_the_last_fraction():
+    config = quiet(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1, schedule="wsd", decay_fraction=0.2)
+    assert [lr_at(s, config) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # the same warm-up
+    assert all(lr_at(s, config) == 1.0 for s in range(10, 81))  # stable: exactly the peak, to step 80
+    assert lr_at(90, config) == pytest.approx(0.55)  # half-way down the linear decay
+    assert lr_at(99, config) == pytest.approx(0.145)
+    assert lr_at(100, config) == pytest.approx(0.1)
+    # decay_fraction 0: a constant rate after warm-up; 1: a linear decay from the end of warm-up.
+    assert all(lr_at(s, dataclasses.replace(config, decay_fraction=0.0)) == 1.0 for s in range(10, 101))
+    assert lr_at(55, dataclasses.replace(config, decay_fraction=1.0)) == pytest.approx(0.55)
+    # The stable phase does not depend on the run's length; the cosine does at every step.
+    longer = dataclasses.replace(config, steps=400)
+    assert [lr_at(s, longer) for s in range(81)] == [lr_at(s, config) for s in range(81)]
+    cosine = dataclasses.replace(config, schedule="cosine")
+    assert lr_at(40, dataclasses.replace(cosine, steps=400)) > lr_at(40, cosine)
+
+
 def test_history_records_the_scheduled_lr():
     config = quiet(steps=12, lr=0.01, warmup_steps=3, eval_batches=0)
     history = train(Bigram(), make_get_batch(ORDER1), config, device="cpu")
@@ -204,15 +219,59 @@ def test_history_records_the_scheduled_lr():
 
 
 @pytest.mark.parametrize("changes, field", [
-    ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"lr": -1.0}, "lr"), ({"lr": float("nan")}, "lr"),
-    ({"warmup_steps": 20, "steps": 10}, "warmup_steps"), ({"betas": (0.9, 1.0)}, "betas"),
+    ({"steps": 0}, "steps"), ({"lr": -1.0}, "lr"), ({"lr": float("nan")}, "lr"),
+    ({"warmup_steps": 20, "steps": 10}, "warmup_steps"), ({"betas": (0.9, 1.0)}, r"betas\[1\]"),
     ({"grad_clip": 0.0}, "grad_clip"), ({"accumulation_steps": 0}, "accumulation_steps"),
     ({"min_lr_ratio": 2.0}, "min_lr_ratio"), ({"eval_batches": -1}, "eval_batches"),
     ({"weight_decay": -0.1}, "weight_decay"), ({"checkpoint_interval": 0}, "checkpoint_interval"),
+    ({"schedule": "linear"}, "schedule"), ({"decay_fraction": 1.5}, "decay_fraction"),
 ])
 def test_config_rejects_bad_values_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be"):
         TrainConfig(**changes)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"steps": 2.5}, "steps"), ({"steps": 10.0}, "steps"), ({"steps": True}, "steps"),
+    ({"warmup_steps": False}, "warmup_steps"), ({"seed": "0"}, "seed"), ({"lr": "1e-3"}, "lr"),
+    ({"lr": True}, "lr"), ({"betas": 0.9}, "betas"), ({"compile": 1}, "compile"),
+    ({"mixed_precision": None}, "mixed_precision"),
+])
+def test_config_rejects_wrong_types_with_a_type_error(changes, field):
+    with pytest.raises(TypeError, match=rf"TrainConfig\.{field} must be"):
+        TrainConfig(**changes)
+
+
+def test_config_accepts_any_integer_type_and_stores_plain_numbers():
+    config = TrainConfig(steps=np.int64(5), warmup_steps=np.int32(2), seed=torch.tensor(3).item(),
+                         lr=np.float32(0.5), betas=[0.9, np.float64(0.95)], grad_clip=1)
+    assert config.steps == 5 and type(config.steps) is int and type(config.warmup_steps) is int
+    assert type(config.lr) is float and config.betas == (0.9, 0.95) and config.grad_clip == 1.0
+    json.dumps(config.to_dict())  # plain Python numbers: a checkpoint's config is readable anywhere
+
+
+def test_without_a_fused_cpu_adamw_the_optimizer_falls_back_to_the_plain_one(monkeypatch):
+    real_adamw = torch.optim.AdamW
+
+    def adamw_of_torch_2_3(params, fused=None, **kwargs):  # what torch < 2.4 says on the CPU
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                               "supported devices: ['cuda', 'xpu', 'privateuseone'].")
+        return real_adamw(params, fused=fused, **kwargs)
+
+    monkeypatch.setattr(train_module.torch.optim, "AdamW", adamw_of_torch_2_3)
+    optimizer = make_optimizer(Bigram(), quiet(lr=0.01))
+    assert isinstance(optimizer, real_adamw) and not optimizer.param_groups[0]["fused"]
+    torch.manual_seed(0)
+    history = train(Bigram(), make_get_batch(ORDER1), quiet(steps=40, lr=0.03, eval_batches=4), device="cpu")
+    assert history.best_val_loss < history.val[0]["loss"] - 0.5  # it trains
+
+    def broken(params, **kwargs):  # any other error is not swallowed
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train_module.torch.optim, "AdamW", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        make_optimizer(Bigram(), quiet())
 
 
 def test_weight_decay_applies_to_matrices_not_biases_or_norm_gains():
@@ -390,6 +449,35 @@ def test_a_finished_run_resumes_at_its_end_and_refuses_a_different_config(tmp_pa
         train(Bigram(), make_get_batch(ORDER1), quiet(**{**config.to_dict(), "lr": 0.02}), device="cpu")
 
 
+def test_a_wsd_checkpoint_from_the_stable_phase_continues_to_a_longer_run_exactly(tmp_path, capsys):
+    get_batch, path = make_get_batch(ORDER1), tmp_path / "stable.pt"
+    long_run = quiet(steps=20, lr=0.02, warmup_steps=3, schedule="wsd", decay_fraction=0.5,
+                     eval_interval=5, eval_batches=2)
+    torch.manual_seed(0)
+    start = Bigram()
+    uninterrupted = copy.deepcopy(start)
+    reference = train(uninterrupted, get_batch, long_run, device="cpu")
+
+    # 10 steps with no decay (decay_fraction 0), saved; then continued to 20 steps that decay over the last 10.
+    stable = dataclasses.replace(long_run, steps=10, decay_fraction=0.0, checkpoint_path=path)
+    model = copy.deepcopy(start)
+    train(model, get_batch, stable, device="cpu")
+    history = train(model, get_batch, dataclasses.replace(long_run, checkpoint_path=path), device="cpu")
+    assert "at step 10 of 20" in capsys.readouterr().out
+    assert same_weights(model, uninterrupted)
+    assert history.train == [dict(r, elapsed=h["elapsed"], tokens_per_s=h["tokens_per_s"])
+                             for r, h in zip(reference.train, history.train)]  # same steps, losses, lrs
+
+    # The cosine's rate at every step depends on `steps`: the same move would mix two schedules.
+    cosine = dataclasses.replace(stable, schedule="cosine", checkpoint_path=tmp_path / "cosine.pt")
+    train(Bigram(), get_batch, cosine, device="cpu")
+    with pytest.raises(ValueError, match=r"different config \(steps: 10 -> 20\)"):
+        train(Bigram(), get_batch, dataclasses.replace(cosine, steps=20), device="cpu")
+    # Nor can a run be resumed to fewer steps than its checkpoint has done.
+    with pytest.raises(ValueError, match=r"step 20\).*steps: 20 -> 15"):
+        train(Bigram(), get_batch, dataclasses.replace(long_run, steps=15, checkpoint_path=path), device="cpu")
+
+
 def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
     real_save, saves = torch.save, []
@@ -499,8 +587,6 @@ class CountingWrapper(nn.Module):
 
 @pytest.mark.parametrize("wanted, compiled", [(False, False), (True, True)])
 def test_compile_on_request_and_checkpoints_keep_plain_names(wanted, compiled, monkeypatch, tmp_path):
-    import lmcourse.train as train_module
-
     made = []
     monkeypatch.setattr(train_module.torch, "compile", lambda model: made.append(CountingWrapper(model)) or made[-1])
     source = MarkovSource(vocab_size=V, order=1, seed=0)
@@ -517,5 +603,5 @@ def test_compile_on_request_and_checkpoints_keep_plain_names(wanted, compiled, m
 
 def test_compile_must_be_a_bool():
     for bad in ("yes", None, 1):
-        with pytest.raises(ValueError, match="compile must be True or False"):
+        with pytest.raises(TypeError, match="compile must be True or False"):
             TrainConfig(compile=bad)
