@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import alternate, report, speed_ratio  # noqa: E402
 
-from lmcourse import metrics  # noqa: E402
+from lmcourse import metrics, speed  # noqa: E402
 from lmcourse.data.batching import random_windows, sequential_windows  # noqa: E402
 from lmcourse.generate import generate  # noqa: E402
 from lmcourse.models.gpt import GPT, GPTConfig  # noqa: E402
@@ -226,9 +226,9 @@ def bench_kv_cache(lengths: tuple[int, ...], rounds: int, vocab: int = 65, promp
         cached = generate(model, prompt, n, temperature=0)
         assert torch.equal(cached, generate(model, prompt, n, temperature=0, use_cache=False)), n
         times = alternate({
-            "with cache": lambda: metrics.generation_speed(model, prompt, n, temperature=0).total_seconds,
-            "re-read prefix": lambda: metrics.generation_speed(model, prompt, n, temperature=0,
-                                                               use_cache=False).total_seconds,
+            "with cache": lambda: speed.generation_speed(model, prompt, n, temperature=0).total_seconds,
+            "re-read prefix": lambda: speed.generation_speed(model, prompt, n, temperature=0,
+                                                             use_cache=False).total_seconds,
         }, rounds)
         speedup = speed_ratio(times["with cache"], times["re-read prefix"])
         result[n] = speedup

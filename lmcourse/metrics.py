@@ -5,10 +5,13 @@ Three families, one section each:
 - Language modelling: cross-entropy and perplexity, and the unit conversions
   between nats, bits, tokens and characters.
 - Classification: accuracy, precision, recall and F1 (equal to scikit-learn).
-- Generated text against references: ROUGE (equal to ``rouge_score``) and
-  corpus BLEU (equal to ``sacrebleu``).
-- Generation speed: time to first token, per-token latency and tokens per
-  second, the figures a user of a chat model feels.
+- Generated text against references: ROUGE-1/2/L with the longest common
+  subsequence behind ROUGE-L (equal to ``rouge_score``), and corpus BLEU with
+  the 13a tokenizer (equal to ``sacrebleu``).
+
+How *fast* a model generates (time to first token, per-token latency,
+throughput) is a measurement of the system, not of the text: it lives in
+``lmcourse.speed``.
 
 Cross-entropy is the mean negative log-likelihood the model gives to the
 tokens that actually came next:
@@ -26,11 +29,9 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
-import time
+import warnings
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +46,10 @@ __all__ = [
     "accuracy",
     "precision_recall_f1",
     "f1",
+    "lcs_length",
     "rouge",
     "bleu",
     "tokenize_13a",
-    "GenerationSpeed",
-    "generation_speed",
 ]
 
 LN2 = math.log(2.0)
@@ -290,10 +290,14 @@ def _rouge_n(hyp: list[str], ref: list[str], n: int) -> float:
     return _f_measure(overlap, sum(h.values()), sum(r.values()))
 
 
-def _lcs_length(a: list[str], b: list[str]) -> int:
-    """Longest common subsequence length by dynamic programming, one row at a time.
+def lcs_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common subsequence of two token sequences.
 
-    ``row[j]`` is the LCS of the prefix of ``a`` seen so far and ``b[:j]``.
+    A subsequence keeps the order but may skip tokens: "the cat sat" and "the
+    black cat sat down" share "the cat sat" (3). Dynamic programming over
+    prefixes, kept one row at a time (O(len(a) * len(b)) time, O(len(b))
+    memory): ``row[j]`` is the LCS of the prefix of ``a`` seen so far and
+    ``b[:j]``. Tokens are compared with ``==``, so case and spelling count.
     """
     row = [0] * (len(b) + 1)
     for x in a:
@@ -308,7 +312,7 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
 def _rouge_l(hyp: list[str], ref: list[str]) -> float:
     if not hyp or not ref:
         return 0.0
-    return _f_measure(_lcs_length(hyp, ref), len(hyp), len(ref))
+    return _f_measure(lcs_length(hyp, ref), len(hyp), len(ref))
 
 
 def rouge(hypotheses: Sequence[str], references: Sequence, stemming: bool = False) -> dict[str, float]:
@@ -456,76 +460,16 @@ def bleu(hypotheses: Sequence[str], references: Sequence) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Generation speed
+# Moved: generation speed is in lmcourse.speed. The old names still resolve, with
+# a warning, until every caller imports them from there.
+
+_MOVED_TO_SPEED = ("GenerationSpeed", "generation_speed")
 
 
-@dataclass(frozen=True)
-class GenerationSpeed:
-    """How fast a model wrote ``new_tokens`` tokens for each of ``batch_size`` prompts.
-
-    ``token_times[i]`` is the time in seconds from the start until new token
-    ``i`` was ready (for the whole batch). The time to first token covers
-    reading the prompt (the "prefill") and choosing the first token; each later
-    token costs one decoding step, whose typical cost is ``per_token_latency``
-    (the median gap, so one hiccup of a shared machine does not move it).
-    """
-
-    batch_size: int
-    new_tokens: int
-    token_times: tuple[float, ...]
-
-    @property
-    def time_to_first_token(self) -> float:
-        return self.token_times[0]
-
-    @property
-    def per_token_latency(self) -> float:
-        """Median seconds between consecutive new tokens (0.0 with a single token)."""
-        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:])]
-        return statistics.median(gaps) if gaps else 0.0
-
-    @property
-    def total_seconds(self) -> float:
-        return self.token_times[-1]
-
-    @property
-    def tokens_per_second(self) -> float:
-        """New tokens written per second, over the whole batch and the whole run."""
-        return self.batch_size * self.new_tokens / self.total_seconds
-
-    def __str__(self) -> str:
-        return (f"{self.new_tokens} tokens x {self.batch_size}: first token after "
-                f"{1e3 * self.time_to_first_token:.1f} ms, then {1e3 * self.per_token_latency:.2f} ms "
-                f"per token, {self.tokens_per_second:,.0f} tokens/s")
-
-
-def _synchronize(device: torch.device) -> None:
-    """Wait for the accelerator: its kernels run asynchronously, so a clock read alone would lie."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def generation_speed(model, prompt, max_new_tokens: int, **options) -> GenerationSpeed:
-    """Time ``lmcourse.generate.stream(model, prompt, max_new_tokens, **options)`` token by token.
-
-    ``options`` are those of :func:`lmcourse.generate.generate`, for example
-    ``temperature=0`` or ``use_cache=False``. Run it once first to warm up
-    (the first call pays for memory allocation and kernel selection), and
-    compare two settings in alternation when the machine is shared.
-    """
-    from lmcourse.generate import _model_device, stream  # generate imports nothing from here; keep it so
-
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1 to have something to time, got {max_new_tokens!r}")
-    tokens = stream(model, prompt, max_new_tokens, **options)
-    device = _model_device(model, torch.device("cpu"))
-    times, batch_size = [], 1
-    _synchronize(device)
-    start = time.perf_counter()
-    for token in tokens:
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-        batch_size = token.shape[0]
-    return GenerationSpeed(batch_size=batch_size, new_tokens=len(times), token_times=tuple(times))
+def __getattr__(name: str):
+    if name in _MOVED_TO_SPEED:
+        warnings.warn(f"lmcourse.metrics.{name} moved to lmcourse.speed.{name}; import it from there",
+                      DeprecationWarning, stacklevel=2)
+        from lmcourse import speed
+        return getattr(speed, name)
+    raise AttributeError(f"module 'lmcourse.metrics' has no attribute {name!r}")
