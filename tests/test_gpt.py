@@ -1,13 +1,16 @@
-"""GPT: the KV cache agrees with the full forward pass, causality, tying, init, errors, and that it learns."""
+"""GPT: the KV cache agrees with the full forward pass, causality, tying, init, errors, and that it learns;
+the Llama-style options (RMSNorm, SwiGLU, grouped-query attention) keep all of that."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lmcourse.data.batching import random_windows
 from lmcourse.data.synthetic import MarkovSource
 from lmcourse.generate import beam_search, generate
-from lmcourse.models.gpt import GPT, GPTConfig, KVCache, attention_maps
+from lmcourse.models.gpt import GPT, GPTConfig, KVCache, RMSNorm, SwiGLU, attention_maps
 from lmcourse.train import TrainConfig, train
 
 POSITIONS = ["learned", "rotary"]
@@ -20,27 +23,25 @@ V = 11
 CHAIN = MarkovSource(vocab_size=V, order=1, branching=2, seed=0)
 
 
+CHAIN_DATA = {"train": torch.from_numpy(CHAIN.sample(20_000, seed=1)),
+              "val": torch.from_numpy(CHAIN.sample(4_000, seed=2))}
+CHAIN_TRAINING = TrainConfig(steps=100, lr=3e-3, warmup_steps=10, eval_interval=100, eval_batches=4,
+                             progress=False)
+
+
+def chain_batch(split, generator):
+    return random_windows(CHAIN_DATA[split], batch_size=16, block_size=32, generator=generator)
+
+
 @pytest.fixture(scope="module")
 def trained(one_thread):
     """A small GPT of each position kind trained for 100 steps on an order-1 Markov chain."""
-    data = {"train": torch.from_numpy(CHAIN.sample(20_000, seed=1)),
-            "val": torch.from_numpy(CHAIN.sample(4_000, seed=2))}
-
-    def get_batch(split, generator, batch_size=16, block=32):
-        series = data[split]
-        starts = torch.randint(len(series) - block - 1, (batch_size,), generator=generator)
-        x = torch.stack([series[s:s + block] for s in starts])
-        y = torch.stack([series[s + 1:s + block + 1] for s in starts])
-        return x, y
-
     models = {}
     for positions in POSITIONS:
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=V, block_size=64, n_layer=2, n_head=2, n_embd=32,
                               positions=positions))
-        config = TrainConfig(steps=100, lr=3e-3, warmup_steps=10, eval_interval=100, eval_batches=4,
-                             progress=False)
-        history = train(model, get_batch, config, device="cpu")
+        history = train(model, chain_batch, CHAIN_TRAINING, device="cpu")
         models[positions] = (model.eval(), history)
     return models
 
@@ -214,17 +215,41 @@ def test_training_on_a_markov_chain_brings_the_loss_well_below_uniform(trained, 
 
 @pytest.mark.parametrize("changes, message", [
     (dict(n_embd=30, n_head=4), "divisible by n_head"),
-    (dict(n_layer=0), "n_layer"),
-    (dict(vocab_size=2.5), "vocab_size"),
-    (dict(block_size=True), "block_size"),
+    (dict(n_layer=0), "n_layer must be an integer >= 1"),
     (dict(positions="sinusoidal"), "positions"),
     (dict(positions="rotary", n_embd=6, n_head=2), "even"),
     (dict(dropout=1.0), "dropout"),
+    (dict(rope_base=1.0), "rope_base"),
+    (dict(norm="batchnorm"), "norm must be one of"),
+    (dict(mlp="relu"), "mlp must be one of"),
+    (dict(n_kv_head=0), "n_kv_head must be an integer >= 1"),
+    (dict(n_head=4, n_kv_head=3), "divisible by n_kv_head"),
+    (dict(n_head=2, n_kv_head=4), "divisible by n_kv_head"),
 ])
 def test_bad_config_is_rejected_with_a_clear_message(changes, message):
     options = dict(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8) | changes
     with pytest.raises(ValueError, match=message):
         GPTConfig(**options)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(vocab_size=2.5), "vocab_size must be an integer"),
+    (dict(block_size=True), "block_size must be an integer"),
+    (dict(n_kv_head=1.0), "n_kv_head must be an integer"),
+    (dict(dropout="0.1"), "dropout must be a number"),
+])
+def test_wrong_types_in_the_config_raise_type_error(changes, message):
+    options = dict(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8) | changes
+    with pytest.raises(TypeError, match=message):
+        GPTConfig(**options)
+
+
+def test_numpy_integers_are_accepted_and_stored_as_plain_ints():
+    config = GPTConfig(vocab_size=np.int64(11), block_size=np.int32(16), n_layer=np.int64(2), n_head=2,
+                       n_embd=8, n_kv_head=np.int64(1), dropout=np.float32(0.25))
+    assert (config.n_layer, config.block_size, config.n_kv_head) == (2, 16, 1)
+    assert type(config.n_layer) is int and type(config.vocab_size) is int and type(config.dropout) is float
+    assert GPT(config)(tokens((1, 3)))[0].shape == (1, 3, 11)
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
@@ -273,3 +298,131 @@ def test_attention_maps_reproduce_the_fused_attention(positions):
     q, k, v = model.blocks[0].attn.heads(x, 0)
     fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     torch.testing.assert_close(maps[0] @ v, fused, atol=1e-6, rtol=1e-5)
+
+
+# --- The Llama-style block: RMSNorm, SwiGLU, no biases, grouped-query attention ---
+
+def llama(n_kv_head=None, positions="rotary", seed=0, **kwargs) -> GPT:
+    return tiny(positions, seed=seed, n_head=4, n_embd=32, norm="rmsnorm", mlp="swiglu", bias=False,
+                n_kv_head=n_kv_head, **kwargs)
+
+
+def test_rmsnorm_divides_by_the_root_mean_square():
+    x = torch.randn(3, 5, 8)
+    norm = RMSNorm(8)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 8))
+    expected = x / x.pow(2).mean(-1, keepdim=True).add(1e-5).sqrt() * norm.weight
+    torch.testing.assert_close(norm(x), expected)
+    unit = RMSNorm(8)(x)
+    torch.testing.assert_close(unit.pow(2).mean(-1), torch.ones(3, 5), atol=1e-4, rtol=0)
+    assert not torch.allclose(unit.mean(-1), torch.zeros(3, 5), atol=1e-3)  # the mean is not removed
+
+
+def test_swiglu_is_gated_and_about_as_large_as_the_gelu_mlp():
+    config = GPTConfig(n_embd=48, n_head=4, mlp="swiglu", bias=False)
+    mlp = SwiGLU(config)
+    assert mlp.gate.out_features == mlp.up.out_features == 8 * math.ceil(48 / 3) == 128
+    x = torch.randn(2, 3, 48)
+    expected = (F.silu(x @ mlp.gate.weight.T) * (x @ mlp.up.weight.T)) @ mlp.proj.weight.T
+    torch.testing.assert_close(mlp(x), expected)
+    swiglu_params = sum(p.numel() for p in mlp.parameters())
+    gelu_params = 2 * 4 * 48 * 48
+    assert abs(swiglu_params - gelu_params) <= 0.05 * gelu_params
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+def test_grouped_query_attention_shapes_and_parameter_counts(n_kv_head):
+    model = llama(n_kv_head)
+    C, hs, L, V = 32, 8, 2, 11
+    assert not [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    assert all(isinstance(m, RMSNorm) for m in (model.blocks[0].ln_1, model.blocks[0].ln_2, model.ln_f))
+    with torch.no_grad():
+        logits, cache = model(tokens((3, 10)))
+    assert logits.shape == (3, 10, V)
+    for k, v in cache.layers:  # the cache holds n_kv_head heads: the memory GQA saves
+        assert k.shape == v.shape == (3, n_kv_head, 10, hs)
+    attention = C * C + 2 * C * n_kv_head * hs + C * C  # W_q, W_k and W_v, W_o
+    mlp = 3 * C * 8 * math.ceil(C / 3)
+    per_block = attention + mlp + 2 * C  # two RMSNorm gains
+    assert model.param_count(non_embedding=False) == L * per_block + C + V * C  # + final norm + tied table
+    assert "n_kv_head=" + str(n_kv_head) in repr(model) and "mlp='swiglu'" in repr(model)
+
+
+def test_grouped_query_attention_shares_each_key_value_head_across_its_group():
+    # Build a GQA model's attention from a full multi-head one whose kv heads are copied per group:
+    # the two must agree, which pins down which query heads share which key/value head.
+    gqa = llama(n_kv_head=2).blocks[0].attn
+    full = llama(n_kv_head=4).blocks[0].attn
+    C, hs = 32, 8
+    Wq, Wk, Wv = gqa.qkv.weight.split([C, 2 * hs, 2 * hs], dim=0)
+    repeat = lambda W: W.view(2, hs, C).repeat_interleave(2, dim=0).reshape(4 * hs, C)
+    with torch.no_grad():
+        full.qkv.weight.copy_(torch.cat([Wq, repeat(Wk), repeat(Wv)]))
+        full.proj.weight.copy_(gqa.proj.weight)
+        x = torch.randn(2, 7, C)
+        torch.testing.assert_close(gqa(x, None)[0], full(x, None)[0], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_llama_style_cache_equals_the_full_forward_pass(n_kv_head, positions):
+    model, idx = llama(n_kv_head, positions), tokens((2, 15))
+    with torch.no_grad():
+        full, _ = model(idx)
+        logits, state = model(idx[:, :6])
+        pieces = [logits]
+        for t in range(6, 15):
+            logits, state = model(idx[:, t:t + 1], state)
+            pieces.append(logits)
+        torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
+        first, state = model(idx[:, :4])
+        second, _ = model(idx[:, 4:], state)  # a chunk after a cache: the offset mask
+        torch.testing.assert_close(torch.cat([first, second], dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 4])
+def test_llama_style_model_is_causal_and_its_attention_maps_match(n_kv_head):
+    model, idx = llama(n_kv_head), tokens((2, 9))
+    changed = idx.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 11
+    with torch.no_grad():
+        a, _ = model(idx)
+        b, _ = model(changed)
+    torch.testing.assert_close(a[:, :6], b[:, :6], atol=0, rtol=0)
+    maps = attention_maps(model, idx)
+    assert maps.shape == (2, 2, 4, 9, 9)
+    attn = model.blocks[0].attn
+    x = model.blocks[0].ln_1(model.tok_emb(idx))
+    q, k, v = attn.heads(x, 0)
+    fused = F.scaled_dot_product_attention(q, attn.expand_kv(k), attn.expand_kv(v), is_causal=True)
+    torch.testing.assert_close(maps[0] @ attn.expand_kv(v), fused, atol=1e-6, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_llama(one_thread):
+    """A Llama-style GPT with multi-query attention trained for 100 steps on the Markov chain."""
+    model = llama(n_kv_head=1, seed=0, vocab_size=V, block_size=64)
+    history = train(model.train(), chain_batch, CHAIN_TRAINING, device="cpu")
+    return model.eval(), history
+
+
+def test_llama_style_model_learns_and_greedy_output_does_not_depend_on_the_cache(trained_llama):
+    model, history = trained_llama
+    assert history.best_val_loss < CHAIN.entropy_rate + 0.3
+    prompt = tokens((8,), seed=3)
+    with_cache = generate(model, prompt, 40, temperature=0.0)
+    assert len(set(with_cache[8:].tolist())) > 2
+    torch.testing.assert_close(with_cache, generate(model, prompt, 40, temperature=0.0, use_cache=False),
+                               atol=0, rtol=0)
+    torch.testing.assert_close(with_cache, greedy_without_cache(model, prompt, 40), atol=0, rtol=0)
+
+
+def test_default_block_is_unchanged_by_the_new_options():
+    model = tiny()
+    block = model.blocks[0]
+    assert isinstance(block.ln_1, torch.nn.LayerNorm) and block.ln_1.bias is not None
+    assert hasattr(block.mlp, "fc") and block.mlp.fc.out_features == 4 * 16
+    assert block.attn.qkv.out_features == 3 * 16
+    assert model.config.n_kv_head is None and model.config.kv_heads == 2
+    assert "n_kv_head" not in repr(model)

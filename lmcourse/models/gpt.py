@@ -27,6 +27,19 @@ Choices, and why:
   projections that write into the residual stream in every block scaled down by
   ``1/sqrt(2 * n_layer)``, so the stream's variance does not grow with depth.
 
+The default is the course's GPT-2-style block. Options give the block of current
+open models such as Llama (Touvron et al. 2023):
+``GPTConfig(norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=..., positions="rotary")``:
+
+* RMSNorm (Zhang & Sennrich 2019): divide by the root mean square, with no mean
+  subtraction and no bias; its authors found it as accurate as LayerNorm and cheaper.
+* SwiGLU (Shazeer 2020): ``down(silu(gate(x)) * up(x))``, a gated MLP. Its hidden
+  size is about ``8/3 * n_embd`` so that its three matrices hold as many
+  parameters as GELU's two of ``4 * n_embd``.
+* Grouped-query attention (Ainslie et al. 2023): ``n_kv_head`` key/value heads
+  shared by groups of the ``n_head`` query heads. The KV cache shrinks by
+  ``n_head / n_kv_head``; ``n_kv_head=1`` is multi-query attention (Shazeer 2019).
+
 Generation follows the course's model contract (see ``lmcourse.generate``):
 ``logits, state = model(idx, state)``. Here ``state`` is a :class:`KVCache`,
 the keys and values every layer has computed so far. With it, a new token
@@ -43,11 +56,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmcourse.models.inputs import check_token_ids
+from lmcourse.validate import number, positive_int
 
 __all__ = ["GPTConfig", "GPT", "KVCache", "attention_maps", "Block", "CausalSelfAttention", "MLP",
-           "RotaryEmbedding"]
+           "SwiGLU", "RMSNorm", "RotaryEmbedding"]
 
 POSITIONS = ("learned", "rotary")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
 
 
 @dataclass
@@ -64,24 +80,34 @@ class GPTConfig:
     positions: str = "learned"  # "learned" or "rotary"
     tie_weights: bool = True  # the output head shares the token embedding matrix
     rope_base: float = 10_000.0  # rotary only: the slowest rotation's wavelength scale (Su et al.)
+    norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm" (Llama)
+    mlp: str = "gelu"  # "gelu": 4x wide, GELU (GPT-2); "swiglu": gated, about 8/3 x wide (Llama)
+    n_kv_head: int | None = None  # key/value heads; None = n_head; fewer = grouped-query attention
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            setattr(self, name, positive_int(f"GPTConfig.{name}", getattr(self, name)))
+        if self.n_kv_head is not None:  # None stays None, so that replace(config, n_head=...) follows
+            self.n_kv_head = positive_int("GPTConfig.n_kv_head", self.n_kv_head)
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head "
                              f"({self.n_head}): each head gets n_embd // n_head dimensions")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"GPTConfig.positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"GPTConfig.n_head ({self.n_head}) must be divisible by n_kv_head "
+                             f"({self.n_kv_head}): each key/value head serves an equal group of query heads")
+        for name, allowed in (("positions", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GPTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rotary positions rotate pairs of dimensions, so the head size "
                              f"n_embd // n_head must be even, got {self.n_embd // self.n_head}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
-            raise ValueError(f"GPTConfig.rope_base must be a finite number > 1, got {self.rope_base!r}")
+        self.dropout = number("GPTConfig.dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        self.rope_base = number("GPTConfig.rope_base", self.rope_base, low=1.0, low_open=True)
+
+    @property
+    def kv_heads(self) -> int:
+        """The number of key/value heads: ``n_kv_head``, or ``n_head`` when that is None."""
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,8 @@ class KVCache:
     """Keys and values of every layer for the tokens read so far.
 
     ``layers[i]`` is the pair ``(k, v)`` of layer ``i``, each of shape
-    ``(B, n_head, length, head_size)``; keys are stored after the rotary
+    ``(B, n_kv_head, length, head_size)`` (``n_kv_head = n_head`` unless the
+    model uses grouped-query attention); keys are stored after the rotary
     rotation, so they never need rotating again. The cache is never changed in
     place: a forward pass returns a new one, so an old cache stays valid (beam
     search and the tests rely on that).
@@ -138,13 +165,43 @@ class RotaryEmbedding(nn.Module):
         return torch.addcmul(x * cos, x.roll(half, dims=-1), sin)  # x cos + (x2, x1) (-sin, sin)
 
 
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation (Zhang & Sennrich 2019): ``x / rms(x) * weight``.
+
+    LayerNorm without the mean subtraction and the bias. (``torch.nn.RMSNorm``
+    does the same from torch 2.4 on; the course allows 2.3.)
+    """
+
+    def __init__(self, size: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def norm_layer(config: GPTConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention in which each position sees itself and the past only."""
+    """Multi-head self-attention in which each position sees itself and the past only.
+
+    With ``n_kv_head < n_head`` (grouped-query attention) the projection makes
+    ``n_head`` queries but only ``n_kv_head`` keys and values; each key/value head
+    is shared by ``n_head // n_kv_head`` consecutive query heads.
+    """
 
     def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None):
         super().__init__()
         self.n_head, self.head_size = config.n_head, config.n_embd // config.n_head
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # one matmul for q, k, v
+        self.n_kv_head = config.kv_heads
+        kv_size = self.n_kv_head * self.head_size
+        # One matmul for q, k, v: the columns are [queries (C) | keys (kv_size) | values (kv_size)].
+        self.qkv = nn.Linear(config.n_embd, config.n_embd + 2 * kv_size, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.proj.is_residual_projection = True  # scaled at init, see GPT._init_weights
         self.dropout = float(config.dropout)
@@ -152,14 +209,29 @@ class CausalSelfAttention(nn.Module):
         self.rotary = rotary  # shared by all layers; None for learned positions
 
     def heads(self, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values (B, n_head, T, head_size) of ``x`` (B, T, C) at positions start..."""
+        """Queries (B, n_head, T, head_size), keys and values (B, n_kv_head, T, head_size) of ``x``
+        (B, T, C) at positions start ..."""
         B, T, C = x.shape
-        # (B, T, 3C) -> (3, B, n_head, T, head_size): q, k, v, with the heads as a batch dimension
-        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
-        if self.rotary is None:
-            return qkv.unbind(0)
-        q, k = self.rotary(qkv[:2], start).unbind(0)  # queries and keys in one go, at start .. start+T-1
-        return q, k, qkv[2]
+        if self.n_kv_head == self.n_head:
+            # (B, T, 3C) -> (3, B, n_head, T, head_size): q, k, v, with the heads as a batch dimension
+            qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+            if self.rotary is None:
+                return qkv.unbind(0)
+            q, k = self.rotary(qkv[:2], start).unbind(0)  # queries and keys in one go, at start .. start+T-1
+            return q, k, qkv[2]
+        kv_size = self.n_kv_head * self.head_size
+        q, k, v = self.qkv(x).split([C, kv_size, kv_size], dim=-1)
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        k, v = (t.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2) for t in (k, v))
+        if self.rotary is not None:
+            q, k = self.rotary(q, start), self.rotary(k, start)
+        return q, k, v
+
+    def expand_kv(self, t: torch.Tensor) -> torch.Tensor:
+        """Keys or values (B, n_kv_head, T, hs) repeated to (B, n_head, T, hs): query head h uses kv head
+        h // group."""
+        group = self.n_head // self.n_kv_head
+        return t if group == 1 else t.repeat_interleave(group, dim=1)
 
     def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -169,16 +241,17 @@ class CausalSelfAttention(nn.Module):
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         dropout_p = self.dropout if self.training else 0.0
+        k_all, v_all = self.expand_kv(k), self.expand_kv(v)  # the cache keeps the n_kv_head version
         if P == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=dropout_p, is_causal=True)
         elif T == 1:
             # One new token is the last position: everything cached is its past, no mask needed.
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k_all, v_all, dropout_p=dropout_p)
         else:
             # A chunk after a cache: query i (position P+i) sees keys 0 .. P+i. is_causal=True
             # would align the triangle to the top-left corner and hide the cache, so build it.
             mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_drop(self.proj(y)), (k, v)
 
@@ -197,15 +270,36 @@ class MLP(nn.Module):
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
+class SwiGLU(nn.Module):
+    """The gated MLP of Llama (Shazeer 2020): ``down(silu(gate(x)) * up(x))``.
+
+    Three matrices instead of two, so the hidden size is ``8 * ceil(n_embd / 3)``
+    (about 8/3 of the width, rounded up to a multiple of 8) to hold about as many
+    parameters as GELU's ``4 * n_embd``.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        hidden = 8 * math.ceil(config.n_embd / 3)
+        self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.proj.is_residual_projection = True
+        self.drop = nn.Dropout(float(config.dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.silu(self.gate(x)) * self.up(x)))
+
+
 class Block(nn.Module):
     """One pre-norm Transformer block: communicate (attention), then compute (MLP)."""
 
     def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config, rotary)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = norm_layer(config)
+        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else MLP(config)
 
     def forward(self, x: torch.Tensor, past=None):
         a, kv = self.attn(self.ln_1(x), past)
@@ -241,7 +335,7 @@ class GPT(nn.Module):
             self.rotary = RotaryEmbedding(head_size, config.block_size, config.rope_base)
         self.drop = nn.Dropout(float(config.dropout))
         self.blocks = nn.ModuleList(Block(config, self.rotary) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = norm_layer(config)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight  # one matrix: embedding in, scores out
@@ -263,7 +357,7 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        # LayerNorms keep PyTorch's default: gain 1, bias 0.
+        # LayerNorms and RMSNorms keep their default: gain 1, bias 0.
         # The tied head is a Linear that shares the embedding's matrix; apply() visits the
         # head after tok_emb, so the shared matrix ends up N(0, 0.02) either way.
 
@@ -327,7 +421,9 @@ class GPT(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"positions={c.positions!r}, tied={c.tie_weights}, "
+        block = "" if (c.norm, c.mlp, c.kv_heads) == ("layernorm", "gelu", c.n_head) else (
+            f"norm={c.norm!r}, mlp={c.mlp!r}, n_kv_head={c.kv_heads}, ")
+        return (f"positions={c.positions!r}, {block}tied={c.tie_weights}, "
                 f"params={self.param_count(non_embedding=False):,}")
 
 
@@ -357,6 +453,7 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     maps = []
     for block, x in zip(model.blocks, seen):
         q, k, _ = block.attn.heads(x, 0)
+        k = block.attn.expand_kv(k)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
         maps.append(scores.masked_fill(~causal, float("-inf")).softmax(dim=-1))
     return torch.stack(maps)
