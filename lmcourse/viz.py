@@ -137,7 +137,7 @@ def sampling_widget(logits, labels=None, sample=None, top: int = 15):
 def plot_zipf(fits: dict, max_points: int = 400):
     """Rank-frequency curves on log-log axes, with each fitted Zipf line.
 
-    ``fits`` maps a corpus name to a ``lmcourse.data.cleaning.ZipfFit``. The
+    ``fits`` maps a corpus name to a ``lmcourse.data.statistics.ZipfFit``. The
     dots are the observed counts (thinned to ``max_points`` log-spaced ranks),
     the dashed line is the fit over the ranks it used. Returns the Figure.
     """

