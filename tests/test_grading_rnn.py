@@ -3,7 +3,7 @@ correct form passes, the classic mistakes are named."""
 import pytest
 import torch
 
-from grading_helpers import run, text
+from grading_helpers import assert_fails_naming, run, text
 
 from lmcourse.grading import get_exercise
 from lmcourse.grading.exercises_rnn import _clip_grad_norm, _gru_cell, _lstm_cell
@@ -208,9 +208,7 @@ WRONG = [
 @pytest.mark.parametrize("exercise, answer, keyword", WRONG,
                          ids=[f.__name__ for _, f, _ in WRONG])
 def test_classic_mistakes_are_named(exercise, answer, keyword):
-    result = run(exercise, answer)
-    assert not result.passed and result.status == "failed"
-    assert keyword in text(result), str(result)
+    assert_fails_naming(exercise, answer, keyword)
 
 
 def test_a_transpose_with_d_not_h_names_the_shapes():

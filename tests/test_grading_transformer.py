@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from grading_helpers import run, text
+from grading_helpers import assert_fails_naming, run
 
 from lmcourse.grading.exercises_eval import _modified_precision
 from lmcourse.grading.exercises_transformer import _causal_attention
@@ -191,6 +191,8 @@ def top_p_unsorted(logits, p):
 
 
 def top_p_whole_batch(logits, p):
+    if p >= 1:  # right about p = 1, so the one mistake left is the shared distribution
+        return logits.clone()
     flat = logits.flatten()
     probs, idx = flat.softmax(0).sort(descending=True)
     keep_sorted = probs.cumsum(0) - probs < p
@@ -280,6 +282,4 @@ WRONG = [
 @pytest.mark.parametrize("exercise, answer, keyword", WRONG,
                          ids=[f.__name__ for _, f, _ in WRONG])
 def test_classic_mistakes_are_named(exercise, answer, keyword):
-    result = run(exercise, answer)
-    assert not result.passed and result.status == "failed"
-    assert keyword in text(result), str(result)
+    assert_fails_naming(exercise, answer, keyword)

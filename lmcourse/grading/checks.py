@@ -307,6 +307,7 @@ class _CaseResult:
     outcome: Outcome | None = None  # set when the learner's call failed
     value: Any = None  # what the learner's function returned, when it passed
     expected: Any = None  # what the reference returned, when it passed
+    mistakes: tuple[int, ...] = ()  # the declared mistakes the wrong output matches
 
     @property
     def key(self) -> str:
@@ -356,22 +357,25 @@ class _Runner:
         dtype = _input_dtype(case)
         problem = _form_problem(got, expected, self.ex.output_names)
         if problem is not None:
-            return _CaseResult(False, self._explain(case, got, expected, problem, form=True))
+            return self._explain(case, got, expected, problem, form=True)
         problem = _value_problem(got, expected, dtype, self.ex.output_names)
         if problem is not None:
-            return _CaseResult(False, self._explain(case, got, expected, problem, form=False))
+            return self._explain(case, got, expected, problem, form=False)
         if case.grad:
             return self._check_gradients(case, expected)
         return _CaseResult(True, value=got, expected=expected)
 
-    def _explain(self, case: Case, got: Any, expected: Any, problem: str, form: bool) -> str:
-        """Name the mistake if the output matches a known wrong variant.
+    def _explain(self, case: Case, got: Any, expected: Any, problem: str, form: bool) -> _CaseResult:
+        """A failed case that names the mistake if the output matches a known wrong variant.
 
-        Otherwise say what is wrong (``problem``), adding the exercise's hints
-        for NaN/inf and for wrong values (not for a wrong type, shape or dtype).
+        Where several variants match (a small case can make two mistakes look
+        alike), the first is named here and ``_consistent_mistakes`` may pick
+        another. Otherwise say what is wrong (``problem``), adding the exercise's
+        hints for NaN/inf and for wrong values (not for a wrong type, shape or dtype).
         """
         dtype = _input_dtype(case)
-        for mistake in self.ex.mistakes:
+        matched = []
+        for index, mistake in enumerate(self.ex.mistakes):
             try:
                 wrong = mistake.wrong(*_clone_inputs(case.args), **_clone_inputs(case.kwargs))
             except Exception:  # a variant may not apply to this case's shapes
@@ -379,19 +383,21 @@ class _Runner:
             if _same_values(wrong, expected, dtype):
                 continue  # this case cannot tell the variant from the right answer
             if _same_values(got, wrong, dtype, slack=10.0):
-                return mistake.message()
+                matched.append(index)
+        if matched:
+            return _CaseResult(False, self.ex.mistakes[matched[0]].message(), mistakes=tuple(matched))
         if form:
-            return problem
+            return _CaseResult(False, problem)
         if self.ex.unstable and _blows_up(got, expected):
-            return f"{problem}. {self.ex.unstable}"
+            return _CaseResult(False, f"{problem}. {self.ex.unstable}")
         if self.ex.diagnose is not None:
             try:
                 extra = self.ex.diagnose(got, case)
             except Exception:
                 extra = None
             if extra:
-                return f"{problem}. {extra}"
-        return problem
+                return _CaseResult(False, f"{problem}. {extra}")
+        return _CaseResult(False, problem)
 
     def _check_gradients(self, case: Case, expected: Any) -> _CaseResult:
         weight = None
@@ -445,6 +451,20 @@ class _Runner:
         return text
 
 
+def _consistent_mistakes(ex: Exercise, results: list[_CaseResult]) -> None:
+    """Name one mistake for one bug: where a case matches several known mistakes,
+    name the one that matches the most cases of this answer (the earliest on a tie),
+    so a small case where two mistakes coincide does not add a second, wrong story."""
+    counts: dict[int, int] = {}
+    for res in results:
+        for index in res.mistakes:
+            counts[index] = counts.get(index, 0) + 1
+    for res in results:
+        if len(res.mistakes) > 1:
+            best = max(res.mistakes, key=lambda i: (counts[i], -i))
+            res.message = ex.mistakes[best].message()
+
+
 def _which(names: list[str], total: int) -> str:
     """The cases a message applies to, short enough to read."""
     if len(names) == total > 1:
@@ -489,6 +509,7 @@ def _run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckRe
         kind = res.outcome.kind if res.outcome else "ok"
         if kind in ("time limit", "interrupt"):
             stopped = "skipped after the previous case was stopped"
+    _consistent_mistakes(ex, [r for _, r in results])
     kinds = [r.outcome.kind if r.outcome else "ok" for _, r in results]
     if all(k == "not implemented" for k in kinds):
         return _not_attempted(ex, answer, results[0][1].outcome, len(cases)), False
