@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from numbers import Integral, Real
 
 import torch
+
+from lmcourse.validate import non_negative_int, number, positive_int
 
 __all__ = [
     "apply_temperature",
@@ -76,15 +77,11 @@ def _check_temperature(temperature, allow_zero: bool) -> float:
 
 
 def _check_top_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"top_k must be an int >= 1, got {k!r}")
-    return int(k)
+    return positive_int("top_k", k)
 
 
 def _check_top_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, Real) or not (0.0 < float(p) <= 1.0):
-        raise ValueError(f"top_p must be a number in (0, 1], got {p!r}")
-    return float(p)
+    return number("top_p", p, low=0.0, low_open=True, high=1.0)
 
 
 # The filters. Public functions check their arguments and call these, which
@@ -223,9 +220,7 @@ def _as_prompt(prompt) -> tuple[torch.Tensor, bool]:
 
 
 def _check_steps(max_new_tokens) -> int:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    return int(max_new_tokens)
+    return non_negative_int("max_new_tokens", max_new_tokens)
 
 
 def _model_device(model, fallback: torch.device) -> torch.device:
@@ -368,8 +363,7 @@ def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4) -> tupl
     if not one_d:
         raise ValueError(f"beam_search takes one 1-D prompt, got shape {tuple(idx.shape)}")
     steps = _check_steps(max_new_tokens)
-    if isinstance(beam_width, bool) or not isinstance(beam_width, Integral) or beam_width < 1:
-        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+    beam_width = positive_int("beam_width", beam_width)
     if not hasattr(model, "select_state"):
         raise TypeError(f"beam search needs model.select_state(state, index); "
                         f"{type(model).__name__} has none")

@@ -87,9 +87,12 @@ def test_top_k_at_least_vocab_size_keeps_everything_and_rows_are_independent():
     assert kept(top_k_filter(np.array([3.0, 1.0]), np.int64(1))) == {0}  # numpy in, numpy int k
 
 
-@pytest.mark.parametrize("k", [0, -2, 1.5, True, None])
-def test_top_k_rejects_bad_k(k):
-    with pytest.raises(ValueError, match="top_k"):
+@pytest.mark.parametrize("k, error", [
+    (0, ValueError), (-2, ValueError), (1.5, TypeError), (2.0, TypeError), (True, TypeError),
+    (None, TypeError),
+])
+def test_top_k_rejects_bad_k(k, error):
+    with pytest.raises(error, match="top_k must be an integer >= 1"):
         top_k_filter(torch.zeros(4), k)
 
 
@@ -106,6 +109,18 @@ def test_top_p_keeps_the_token_that_crosses_p_and_the_top_token_always():
     probs = [0.1, 0.6, 0.3]
     assert kept(top_p_filter(logits_of(probs), 0.65)) == {1, 2}  # 0.6 < 0.65, so 0.3 joins
     assert kept(top_p_filter(logits_of(probs), 1e-9)) == {1}
+
+
+def test_top_p_stops_when_the_kept_mass_reaches_p_exactly():
+    # Uniform over 4 tokens: the running totals 0.25, 0.5, 0.75 are exact in float64,
+    # so each p below lands on a boundary. Two tokens already reach 0.5: a third
+    # would make the set larger than the smallest one whose total is >= p.
+    z = torch.zeros(4)
+    assert kept(top_p_filter(z, 0.25)) == {0}
+    assert kept(top_p_filter(z, 0.5)) == {0, 1}
+    assert kept(top_p_filter(z, 0.75)) == {0, 1, 2}
+    assert torch.equal(sampling_probs(torch.zeros(8), top_p=0.25),
+                       torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0, 0]))
 
 
 def test_top_p_ties_go_to_the_lower_id():
@@ -135,9 +150,15 @@ def test_top_p_leaves_already_removed_tokens_removed():
     assert kept(top_p_filter(z, 0.999)) == {0, 2}
 
 
-@pytest.mark.parametrize("p", [0.0, -0.1, 1.01])
+@pytest.mark.parametrize("p", [0.0, -0.1, 1.01, float("nan")])
 def test_top_p_rejects_p_outside_0_1(p):
-    with pytest.raises(ValueError, match="top_p"):
+    with pytest.raises(ValueError, match=r"top_p must be a finite number in \(0.0, 1.0\]"):
+        top_p_filter(torch.zeros(3), p)
+
+
+@pytest.mark.parametrize("p", [True, "0.5", None])
+def test_top_p_rejects_a_p_that_is_not_a_number(p):
+    with pytest.raises(TypeError, match="top_p must be a number"):
         top_p_filter(torch.zeros(3), p)
 
 
@@ -362,11 +383,18 @@ def test_beam_search_never_does_worse_than_greedy_on_random_tables():
 @pytest.mark.parametrize("call, error, message", [
     (lambda m: generate(m, torch.tensor([], dtype=torch.long), 3), ValueError, "T >= 1"),
     (lambda m: generate(m, torch.tensor([0.5]), 3), TypeError, "integer token ids"),
-    (lambda m: generate(m, torch.tensor([0]), -1), ValueError, "max_new_tokens must be an int >= 0"),
+    (lambda m: generate(m, torch.tensor([0]), -1), ValueError, "max_new_tokens must be an integer >= 0"),
+    (lambda m: generate(m, torch.tensor([0]), 3.0), TypeError, "max_new_tokens must be an integer >= 0"),
+    (lambda m: generate(m, torch.tensor([0]), True), TypeError, "max_new_tokens must be an integer >= 0"),
+    (lambda m: beam_search(m, torch.tensor([0]), 2.5), TypeError, "max_new_tokens"),
     (lambda m: generate(m, torch.tensor([0]), 3, temperature=-1), ValueError, "temperature"),
     (lambda m: generate(m, torch.tensor([0]), 3, top_p=0), ValueError, "top_p"),
     (lambda m: beam_search(m, torch.tensor([[0]]), 3), ValueError, "one 1-D prompt"),
-    (lambda m: beam_search(m, torch.tensor([0]), 3, beam_width=0), ValueError, "beam_width"),
+    (lambda m: beam_search(m, torch.tensor([0]), 3, beam_width=0), ValueError,
+     "beam_width must be an integer >= 1"),
+    (lambda m: beam_search(m, torch.tensor([0]), 3, beam_width=2.0), TypeError, "beam_width"),
+    (lambda m: beam_search(m, torch.tensor([0]), 3, beam_width=True), TypeError, "beam_width"),
+    (lambda m: generate(m, torch.tensor([0]), 3, top_k=0), ValueError, "top_k"),
     (lambda m: generate(lambda idx, state: idx.float(), torch.tensor([0]), 3), TypeError,
      r"must return \(logits, state\)"),
     (lambda m: generate(lambda idx, state: (idx.float(), None), torch.tensor([0]), 3), ValueError,

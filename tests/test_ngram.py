@@ -170,10 +170,27 @@ def test_sampling_options_pass_through_to_generate():
 
 # -- errors -----------------------------------------------------------------
 
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"order": 2.5, "vocab_size": 4}, TypeError, "order must be an integer >= 1"),
+    ({"order": 2.0, "vocab_size": 4}, TypeError, "order"),
+    ({"order": True, "vocab_size": 4}, TypeError, "order"),
+    ({"order": 2, "vocab_size": 4.0}, TypeError, "vocab_size must be an integer >= 1"),
+    ({"order": 2, "vocab_size": False}, TypeError, "vocab_size"),
+])
+def test_settings_of_the_wrong_type_get_clear_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        NGramModel(**kwargs)
+
+
+def test_integer_settings_of_any_integer_type_are_accepted():
+    model = NGramModel(np.int64(2), np.int32(4)).fit([0, 1, 2, 3])
+    assert type(model.order) is int and type(model.vocab_size) is int
+    assert model.sample(np.int64(3), seed=0).shape == (3,)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"order": 0, "vocab_size": 4}, "order"),
-    ({"order": 2.5, "vocab_size": 4}, "order"),
-    ({"order": 2, "vocab_size": 0}, "vocab_size"),
+    ({"order": 0, "vocab_size": 4}, "order must be an integer >= 1, got 0"),
+    ({"order": 2, "vocab_size": 0}, "vocab_size must be an integer >= 1, got 0"),
     ({"order": 20, "vocab_size": 100}, "too large"),
     ({"order": 2, "vocab_size": 4, "smoothing": "good-turing"}, "smoothing"),
     ({"order": 2, "vocab_size": 4, "smoothing": "add-k", "k": 0}, "k must be"),
@@ -203,3 +220,9 @@ def test_bad_tokens_get_clear_errors():
         model.prob([7])
     with pytest.raises(ValueError, match="at least one"):
         model.cross_entropy([])
+    with pytest.raises(ValueError, match="n must be an integer >= 0, got -1"):
+        model.sample(-1)
+    with pytest.raises(TypeError, match="n must be an integer >= 0"):
+        model.sample(2.0)
+    with pytest.raises(TypeError, match="n must be an integer >= 0"):
+        model.sample(True)

@@ -49,12 +49,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 import torch
 
 from lmcourse.generate import sample_next
+from lmcourse.validate import non_negative_int, positive_int
 
 __all__ = ["NGramModel", "SMOOTHINGS"]
 
@@ -133,11 +133,8 @@ class NGramModel:
         k: float = 1.0,
         discount: float | None = None,
     ):
-        if isinstance(order, bool) or not isinstance(order, Integral) or order < 1:
-            raise ValueError(f"order must be an int >= 1 (1 = unigram, 2 = bigram, ...), got {order!r}")
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, Integral) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
-        order, vocab_size = int(order), int(vocab_size)
+        order = positive_int("order", order)  # 1 = unigram, 2 = bigram, ...
+        vocab_size = positive_int("vocab_size", vocab_size)
         if vocab_size**order > 2**62:
             raise ValueError(
                 f"vocab_size**order = {vocab_size}**{order} is too large: n-gram ids are "
@@ -308,8 +305,7 @@ class NGramModel:
         and ``top_p`` (temperature 0 is greedy). ``seed`` makes it
         reproducible; ``None`` uses torch's global generator.
         """
-        if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        n = non_negative_int("n", n)
         context = self._as_tokens(context, "context")
         generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         V, keep = self.vocab_size, self.order - 1
@@ -319,8 +315,8 @@ class NGramModel:
         ctx_id = 0
         for tok in context[len(context) - n_ctx:]:
             ctx_id = ctx_id * V + int(tok)
-        out = np.empty(int(n), dtype=np.int64)
-        for i in range(int(n)):
+        out = np.empty(n, dtype=np.int64)
+        for i in range(n):
             probs = self._next_token_probs(ctx_id, n_ctx)
             with np.errstate(divide="ignore"):  # a zero probability becomes a -inf logit
                 logits = torch.from_numpy(np.log(probs))
