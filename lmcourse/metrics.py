@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
@@ -457,19 +456,3 @@ def bleu(hypotheses: Sequence[str], references: Sequence) -> float:
             log_precision += math.log(correct[n] / total[n])
     brevity = 1.0 if hyp_len >= ref_len else math.exp(1 - ref_len / hyp_len)
     return 100.0 * brevity * math.exp(log_precision / _MAX_ORDER)
-
-
-# ---------------------------------------------------------------------------
-# Moved: generation speed is in lmcourse.speed. The old names still resolve, with
-# a warning, until every caller imports them from there.
-
-_MOVED_TO_SPEED = ("GenerationSpeed", "generation_speed")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_SPEED:
-        warnings.warn(f"lmcourse.metrics.{name} moved to lmcourse.speed.{name}; import it from there",
-                      DeprecationWarning, stacklevel=2)
-        from lmcourse import speed
-        return getattr(speed, name)
-    raise AttributeError(f"module 'lmcourse.metrics' has no attribute {name!r}")

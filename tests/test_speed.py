@@ -1,6 +1,4 @@
 """lmcourse.speed: time to first token, per-token latency and throughput, on a fake clock."""
-import warnings
-
 import pytest
 import torch
 
@@ -56,16 +54,3 @@ def test_generation_speed_of_a_single_token_and_bad_lengths(clocked):
         with pytest.raises(TypeError, match="max_new_tokens must be an integer >= 1"):
             generation_speed(clocked, torch.zeros(4, dtype=torch.long), bad)
     assert isinstance(speed, GenerationSpeed)
-
-
-def test_the_old_metrics_names_still_resolve_with_a_warning():
-    from lmcourse import metrics
-    with pytest.warns(DeprecationWarning, match="lmcourse.speed.generation_speed"):
-        assert metrics.generation_speed is generation_speed
-    with pytest.warns(DeprecationWarning, match="lmcourse.speed.GenerationSpeed"):
-        assert metrics.GenerationSpeed is GenerationSpeed
-    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
-        metrics.nonsense  # noqa: B018
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert "generation_speed" not in metrics.__all__  # the module's own names stay warning-free
