@@ -26,6 +26,7 @@ from lmcourse.grading.learner_progress import progress, progress_path
 from lmcourse.grading.result import MIME_TYPE, CheckResult
 
 from lmcourse.grading import exercises_lm  # noqa: E402,F401  (registers lesson 01's checks)
+from lmcourse.grading import exercises_data  # noqa: E402,F401  (lesson 02's checks)
 from lmcourse.grading import exercises_rnn  # noqa: E402,F401  (lessons 03-04's checks)
 from lmcourse.grading import exercises_transformer  # noqa: E402,F401  (lesson 06's checks)
 from lmcourse.grading import exercises_eval  # noqa: E402,F401  (lesson 09's checks)

@@ -146,11 +146,35 @@ def _clone_inputs(value: Any) -> Any:
     """A deep copy of the tensors in ``value``, so each call gets fresh inputs."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
+    if isinstance(value, torch.Generator):
+        # A seeded generator is an input too: every call must draw the same numbers.
+        copy = torch.Generator(device=value.device)
+        copy.set_state(value.get_state())
+        return copy
     if isinstance(value, (tuple, list)):
         return type(value)(_clone_inputs(v) for v in value)
     if isinstance(value, dict):
         return {k: _clone_inputs(v) for k, v in value.items()}
     return value
+
+
+def _unchanged(after: Any, before: Any) -> bool:
+    """True if the inputs a call got are as they were: tensors equal, and lists,
+    tuples and dicts (a list of token ids, say) with the same items."""
+    if isinstance(before, torch.Tensor):
+        return isinstance(after, torch.Tensor) and torch.equal(after, before)
+    if isinstance(before, torch.Generator):
+        return True  # each call gets its own copy (_clone_inputs); drawing from it is its use
+    if isinstance(before, (tuple, list)):
+        return (isinstance(after, (tuple, list)) and len(after) == len(before)
+                and all(_unchanged(a, b) for a, b in zip(after, before)))
+    if isinstance(before, dict):
+        return (isinstance(after, dict) and after.keys() == before.keys()
+                and all(_unchanged(after[k], before[k]) for k in before))
+    try:
+        return after is before or bool(after == before)
+    except Exception:  # an object that cannot be compared: assume unchanged
+        return True
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -230,7 +254,8 @@ def _form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | N
     """
     if isinstance(expected, (tuple, list)):
         kind = "tuple" if isinstance(expected, tuple) else "list"
-        what = f"a {kind} of {len(expected)} tensors"
+        items = "tensors" if all(isinstance(e, torch.Tensor) for e in expected) else "items"
+        what = f"a {kind} of {len(expected)} {items}"
         if names:
             what += f" ({', '.join(names)})"
         if not isinstance(got, (tuple, list)):
@@ -347,8 +372,7 @@ class _Runner:
         outcome = call_safely(self.answer, args, kwargs, self.time_limit)
         if not outcome.ok:
             return _CaseResult(False, self._failure_message(outcome), outcome)
-        if not all(torch.equal(a, b) for a, b in zip(_tensors((args, kwargs)),
-                                                       _tensors((case.args, case.kwargs)))):
+        if not _unchanged((args, kwargs), (case.args, case.kwargs)):
             return _CaseResult(False, self.ex.inplace_message or (
                 "your function changed its input tensor in place, so the caller's data "
                 "would be corrupted. Hint: in-place operations (x -= ..., x.exp_(), "
