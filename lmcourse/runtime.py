@@ -108,6 +108,13 @@ class Budget:
     memory_task_len: int  # sequence length of the long-range memory task (lesson 04)
     memory_task_steps: int  # training steps on that task
     gpt_learning_rate: float  # peak learning rate of the GPT (lessons 06-09); small Transformers take more than RNNs
+    compare_steps: int  # updates per optimiser or schedule run in the comparisons (lesson 05)
+    overfit_chars: int  # training characters of the overfitting experiment (lesson 05)
+    overfit_steps: int  # its updates: many passes over that slice (lesson 05)
+    markov_steps: int  # LSTM updates on the source of known entropy rate (lesson 05)
+    lm_hidden: int  # width of lesson 05's LSTM and GRU language models
+    lm_layers: int  # their recurrent layers (lesson 05)
+    overfit_hidden: int  # width of the LSTM that overfits a tiny slice (lesson 05): capacity to memorise it
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -121,6 +128,8 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=30, eval_batches=4, n_embd=32, n_layer=1, n_head=2,
         learning_rate=3e-3, sample_chars=200, rnn_hidden=64, memory_task_len=20,
         memory_task_steps=150, gpt_learning_rate=4e-3,
+        compare_steps=40, overfit_chars=640, overfit_steps=60, markov_steps=500, lm_hidden=64, lm_layers=1,
+        overfit_hidden=128,
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -128,6 +137,8 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=250, eval_batches=20, n_embd=128, n_layer=4, n_head=4,
         learning_rate=2e-3, sample_chars=500, rnn_hidden=256, memory_task_len=50,
         memory_task_steps=1500, gpt_learning_rate=4e-3,
+        compare_steps=250, overfit_chars=3200, overfit_steps=300, markov_steps=750, lm_hidden=192, lm_layers=1,
+        overfit_hidden=128,
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -135,6 +146,8 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=500, eval_batches=50, n_embd=384, n_layer=6, n_head=6,
         learning_rate=1e-3, sample_chars=1000, rnn_hidden=512, memory_task_len=100,
         memory_task_steps=3000, gpt_learning_rate=1e-3,
+        compare_steps=800, overfit_chars=16000, overfit_steps=1000, markov_steps=2500, lm_hidden=512, lm_layers=2,
+        overfit_hidden=256,
     ),
 }
 
