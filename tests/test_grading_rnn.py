@@ -222,3 +222,147 @@ def test_the_clip_exercise_says_which_norm_it_clips_to():
     # A reference that scales to norm 1 passes only where max_norm is 1.
     ex = get_exercise("clip_grad_norm")
     assert {c.args[1] for c in ex.build_cases()} >= {1.0, 2, 5.0, 10.0}
+
+
+# ---------------------------------------------------------------------------
+# sample_next_token: every correct form draws the same tokens from the same seed
+
+
+def sample_topk_threshold(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    z = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(z, min(top_k, z.shape[-1]), dim=-1).values[..., -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    probs = torch.softmax(z, dim=-1)
+    if probs.dim() == 1:
+        return torch.multinomial(probs, 1, generator=generator)[0]
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def sample_row_by_row_unnormalised(logits, temperature, top_k, generator):
+    # exp() without normalising, masking the probabilities, one multinomial call per row
+    rows = logits.reshape(-1, logits.shape[-1]).double()
+    out = []
+    for row in rows:
+        if temperature == 0:
+            out.append(row.argmax())
+            continue
+        weights = torch.exp((row - row.max()) / temperature)
+        if top_k is not None and top_k < len(row):
+            order = row.argsort(descending=True)
+            weights[order[top_k:]] = 0.0
+        out.append(torch.multinomial(weights, 1, generator=generator)[0])
+    return torch.stack(out).reshape(logits.shape[:-1])
+
+
+def sample_with_the_package(logits, temperature, top_k, generator):
+    from lmcourse.generate import sample_next
+    return sample_next(logits, temperature, top_k=top_k, generator=generator)
+
+
+@pytest.mark.parametrize("answer", [sample_topk_threshold, sample_row_by_row_unnormalised,
+                                    sample_with_the_package], ids=lambda f: f.__name__)
+def test_every_correct_sampler_passes(answer):
+    result = run("sample_next_token", answer)
+    assert result.passed, str(result)
+
+
+def test_every_call_of_a_case_gets_the_same_seeded_generator():
+    # The check hands each call a copy of the case's generator: the reference drawn
+    # twice gives the same tokens, and the case's own generator is not consumed.
+    ex = get_exercise("sample_next_token")
+    case = ex.build_cases()[1]
+    gen = case.args[-1]
+    before = gen.get_state()
+    from lmcourse.grading.checks import _clone_inputs
+    first = ex.reference(*_clone_inputs(case.args))
+    second = ex.reference(*_clone_inputs(case.args))
+    assert torch.equal(first, second) and torch.equal(gen.get_state(), before)
+    assert len(set(first.tolist())) > 1  # the draws are random, not all the argmax
+
+
+def sample_temperature_on_probs(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits, -1) / temperature
+    if top_k is not None:
+        kth = torch.topk(probs, top_k, dim=-1).values[..., -1:]
+        probs = torch.where(probs < kth, torch.zeros_like(probs), probs)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1,
+                             generator=generator).reshape(logits.shape[:-1])
+
+
+def sample_times_temperature(logits, temperature, top_k, generator):
+    return sample_topk_threshold(logits * temperature * temperature, temperature, top_k, generator)
+
+
+def sample_k_plus_one(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    z = logits / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = z.sort(-1, descending=True).values[..., top_k:top_k + 1]  # off by one
+        z = z.masked_fill(z < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(z, -1).reshape(-1, z.shape[-1]), 1,
+                             generator=generator).reshape(logits.shape[:-1])
+
+
+def sample_k_minus_one(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    z = logits / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = torch.topk(z, top_k, dim=-1).values[..., -1:]
+        z = z.masked_fill(z <= kth, float("-inf"))  # drops the k-th too
+    return torch.multinomial(torch.softmax(z, -1).reshape(-1, z.shape[-1]), 1,
+                             generator=generator).reshape(logits.shape[:-1])
+
+
+def sample_raw_logits(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    z = logits / temperature
+    return torch.multinomial(z.reshape(-1, z.shape[-1]), 1,
+                             generator=generator).reshape(logits.shape[:-1])
+
+
+def sample_divides_by_zero(logits, temperature, top_k, generator):
+    z = logits * (1 / temperature)
+    return torch.multinomial(torch.softmax(z, -1).reshape(-1, z.shape[-1]), 1,
+                             generator=generator).reshape(logits.shape[:-1])
+
+
+def sample_softmax_over_batch(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    z = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(z, min(top_k, z.shape[-1]), dim=-1).values[..., -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    probs = torch.softmax(z, dim=0)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1,
+                             generator=generator).reshape(logits.shape[:-1])
+
+
+def sample_ignores_generator(logits, temperature, top_k, generator):
+    return sample_topk_threshold(logits, temperature, top_k, None)
+
+
+SAMPLING_MISTAKES = [
+    (sample_temperature_on_probs, "after the softmax"),
+    (sample_times_temperature, "multiplied the logits by the temperature"),
+    (sample_k_plus_one, "one token too many"),
+    (sample_k_minus_one, "one token too few"),
+    (sample_raw_logits, "raw logits"),
+    (sample_divides_by_zero, "temperature 0 means greedy decoding"),
+    (sample_softmax_over_batch, "over the batch (dim 0)"),
+    (sample_ignores_generator, "generator was not used"),
+]
+
+
+@pytest.mark.parametrize("answer, keyword", SAMPLING_MISTAKES,
+                         ids=[f.__name__ for f, _ in SAMPLING_MISTAKES])
+def test_classic_sampling_mistakes_are_named(answer, keyword):
+    assert_fails_naming("sample_next_token", answer, keyword)

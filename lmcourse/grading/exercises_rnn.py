@@ -1,5 +1,6 @@
 """Checks for the recurrent-network exercises (lessons 03 and 04): the RNN,
-LSTM and GRU cells written by hand, and gradient clipping by global norm.
+LSTM and GRU cells written by hand, gradient clipping by global norm, and
+drawing the next token with temperature and top-k.
 
 Shapes follow the batch-first, right-multiplied convention of the exercises:
 ``x`` is (B, D), ``h`` is (B, H), weights are (in, out), so a layer is
@@ -17,6 +18,7 @@ import math
 
 import torch
 
+from lmcourse.generate import sample_next, sampling_probs
 from lmcourse.grading.checks import Case, Exercise, Mistake, register
 
 
@@ -490,4 +492,169 @@ register(Exercise(
         "operation). Hint: g * factor makes a new tensor; g.mul_(factor) and g *= factor "
         "change g"),
     passed_message="All cases pass: one global L2 norm, scaled down only when above max_norm.",
+))
+
+
+# ---------------------------------------------------------------------------
+# sample_next_token(logits (V,) or (B, V), temperature, top_k, generator) -> ids (,) or (B,)
+#
+# The exact rule (lmcourse.generate.sample_next without top-p): temperature 0 is the
+# argmax; otherwise divide the logits by the temperature, keep the top_k largest of
+# each row (None keeps all), softmax, and draw once per row with
+# torch.multinomial(..., generator=generator). An answer that ignores the generator
+# draws from the global one, which no wrong variant can reproduce: _sample_diagnose
+# recognises it (valid ids, other draws). torch.multinomial draws the same ids
+# for any positive rescaling of a row and for one batched call or a loop over rows,
+# so every correct form gives the same ids from the same seeded generator. The
+# cases' logits are continuous random numbers: no two tie at the k-th value.
+
+
+def _sample_next_token(logits, temperature, top_k, generator):
+    return sample_next(logits, temperature=temperature, top_k=top_k, generator=generator)
+
+
+def _draw(probs, generator):
+    """One id per row of (unnormalised) probabilities, as the exercise prescribes."""
+    rows = probs.reshape(-1, probs.shape[-1])
+    ids = torch.multinomial(rows, num_samples=1, generator=generator).squeeze(-1)
+    return ids.reshape(probs.shape[:-1])
+
+
+def _keep_top(z, k, *, dim=-1, fill=float("-inf"), shift=0):
+    """Keep the entries >= the (k + shift)-th largest along ``dim`` (shift=0 is right)."""
+    if k is None or k >= z.shape[dim]:
+        return z
+    kth = z.sort(dim=dim, descending=True).values.narrow(dim, k - 1 + shift, 1)
+    return z.masked_fill(z < kth, fill)
+
+
+def _sampler(*, scale=lambda z, t: z / t, top=_keep_top, probs=lambda z: torch.softmax(z, -1)):
+    """A sampler with one step swapped for a wrong one; the defaults are the right answer."""
+    def sample(logits, temperature, top_k, generator):
+        if temperature == 0:
+            return logits.argmax(dim=-1)
+        return _draw(probs(top(scale(logits, temperature), top_k)), generator)
+    return sample
+
+
+def _keep_one_too_many(z, k):
+    return _keep_top(z, k, shift=1)
+
+
+def _keep_one_too_few(z, k):
+    kth = None if k is None or k >= z.shape[-1] else z.sort(-1, descending=True).values[..., k - 1:k]
+    return z if kth is None else z.masked_fill(z <= kth, float("-inf"))
+
+
+def _removed_set_to_zero(z, k):
+    return _keep_top(z, k, fill=0.0)
+
+
+def _top_k_over_batch(z, k):
+    return _keep_top(z, k, dim=0) if z.dim() == 2 else _keep_top(z, k)
+
+
+def _wrong_probs_divided_by_t(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    return _draw(torch.softmax(_keep_top(logits, top_k), -1) / temperature, generator)
+
+
+def _wrong_softmax_twice(logits, temperature, top_k, generator):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    return _draw(torch.softmax(torch.softmax(_keep_top(logits, top_k), -1) / temperature, -1),
+                 generator)
+
+
+def _sample_cases(gen: torch.Generator) -> list[Case]:
+    def logits(*shape, scale=2.0, dtype=torch.float32, shift=0.0):
+        return (_randn(gen, *shape, scale=scale, dtype=torch.float64) + shift).to(dtype)
+
+    def seeded(seed):
+        return torch.Generator().manual_seed(seed)
+    return [
+        Case("one row (V,) of 12 logits, temperature 1", (logits(12), 1.0, None, seeded(1))),
+        Case("batch of 64 rows, V=20, temperature 0.7", (logits(64, 20), 0.7, None, seeded(2))),
+        Case("temperature 2 (flatter)", (logits(64, 20), 2.0, None, seeded(3))),
+        Case("top_k=5 of V=30, temperature 1", (logits(64, 30), 1.0, 5, seeded(4))),
+        Case("top_k=3 and temperature 0.5", (logits(64, 30), 0.5, 3, seeded(5))),
+        Case("top_k=1 (always the most likely token)", (logits(32, 15), 1.3, 1, seeded(6))),
+        Case("top_k equal to V (no token removed)", (logits(32, 10), 1.0, 10, seeded(7))),
+        Case("temperature 0 (greedy) with top_k=4", (logits(16, 25), 0.0, 4, seeded(8))),
+        Case("temperature 0 on one row (V,)", (logits(40), 0, None, seeded(9))),
+        Case("positive logits (all > 0), temperature 0.8",
+             (logits(64, 20, scale=0.5, shift=3.0), 0.8, None, seeded(10))),
+        Case("float64 logits, top_k=10 of 40", (logits(48, 40, dtype=torch.float64), 1.0, 10,
+                                                seeded(11))),
+        Case("large logits (±1000)", (logits(32, 20, scale=400.0), 1.0, None, seeded(12))),
+        Case("batch of one (1, V)", (logits(1, 16), 0.9, 6, seeded(13))),
+    ]
+
+
+def _sample_diagnose(got, case: Case) -> str | None:
+    logits, temperature, top_k, _ = case.args
+    if not isinstance(got, torch.Tensor) or got.shape != logits.shape[:-1]:
+        return None
+    probs = sampling_probs(logits, temperature=temperature, top_k=top_k)
+    ids = got.long().reshape(-1, 1)
+    if (ids < 0).any() or (ids >= logits.shape[-1]).any():
+        return None
+    if bool((probs.reshape(-1, probs.shape[-1]).gather(1, ids) > 0).all()):
+        return ("Every id you drew is one the distribution allows, but they are not the draws "
+                "the seeded generator gives. Looks like the generator was not used: pass it "
+                "to torch.multinomial (the same seed must give the same tokens). If you did, "
+                "check the probabilities you sample from")
+    return None
+
+
+_PROBS_ERROR = ("torch.multinomial needs finite, non-negative weights: sample from the "
+                "softmax of the scaled logits (torch.softmax stays finite for huge logits), "
+                "and treat temperature 0 before dividing by it: it means the most likely token")
+
+register(Exercise(
+    id="sample_next_token",
+    title="sampling the next token: temperature and top-k",
+    reference=_sample_next_token,
+    cases=_sample_cases,
+    mistakes=[
+        Mistake("the temperature is applied to the probabilities, after the softmax: "
+                "dividing probabilities by T changes nothing once they are renormalised, so "
+                "every temperature samples as T = 1",
+                "the temperature rescales the logits, before the softmax",
+                _wrong_probs_divided_by_t),
+        Mistake("the temperature is applied after a first softmax (softmax of probabilities / T)",
+                "one softmax, of the logits divided by the temperature", _wrong_softmax_twice),
+        Mistake("you multiplied the logits by the temperature instead of dividing: T = 2 came "
+                "out sharper and T = 0.5 flatter",
+                "a temperature above 1 must flatten the distribution", _sampler(
+                    scale=lambda z, t: z * t)),
+        Mistake("top-k kept one token too many (k + 1): the threshold is the value ranked "
+                "after the k-th", "the k-th largest value itself is the smallest one kept",
+                _sampler(top=_keep_one_too_many)),
+        Mistake("top-k kept one token too few (k - 1): the k-th largest value was removed too",
+                "keep every logit greater than or equal to the k-th largest",
+                _sampler(top=_keep_one_too_few)),
+        Mistake("the tokens outside the top k were set to 0 instead of -inf, so they can still "
+                "be drawn", "a removed token needs probability exactly 0: set its logit to "
+                "float('-inf')", _sampler(top=_removed_set_to_zero)),
+        Mistake("you sampled from the raw logits: torch.multinomial treats them as weights",
+                "turn the scaled logits into probabilities with a softmax first",
+                _sampler(probs=lambda z: z)),
+        Mistake("the softmax runs over the batch (dim 0) instead of over the vocabulary",
+                "each row is one distribution over the V tokens: softmax along the last axis",
+                _sampler(probs=lambda z: torch.softmax(z, 0))),
+        Mistake("top-k ranks the logits down the batch (dim 0) instead of along each row",
+                "each row keeps its own k largest logits: rank along the last axis",
+                _sampler(top=_top_k_over_batch)),
+    ],
+    diagnose=_sample_diagnose,
+    error_hints={
+        "probability tensor contains": _PROBS_ERROR,
+        "invalid multinomial distribution": _PROBS_ERROR,
+        "division by zero": "temperature 0 means greedy decoding: return the most likely "
+                            "token of each row without dividing by the temperature",
+    },
+    passed_message="All cases pass: your draws match the seeded generator's, with temperature, "
+                   "top-k and greedy decoding as specified.",
 ))
