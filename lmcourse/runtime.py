@@ -108,6 +108,9 @@ class Budget:
     memory_task_len: int  # sequence length of the long-range memory task (lesson 04)
     memory_task_steps: int  # training steps on that task
     gpt_learning_rate: float  # peak learning rate of the GPT (lessons 06-09); small Transformers take more than RNNs
+    keras_steps: int  # training steps of the Keras models (lessons 03 and 04): Keras is slower on a CPU
+    memory_task_batch: int  # batch size of the long-range memory task (lesson 04)
+    memory_task_hidden: int  # hidden size of the memory-task models (lesson 04): the task needs little width
     compare_steps: int  # updates per optimiser or schedule run in the comparisons (lesson 05)
     overfit_chars: int  # training characters of the overfitting experiment (lesson 05)
     overfit_steps: int  # its updates: many passes over that slice (lesson 05)
@@ -128,6 +131,7 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=30, eval_batches=4, n_embd=32, n_layer=1, n_head=2,
         learning_rate=3e-3, sample_chars=200, rnn_hidden=64, memory_task_len=20,
         memory_task_steps=150, gpt_learning_rate=4e-3,
+        keras_steps=40, memory_task_batch=64, memory_task_hidden=64,
         compare_steps=40, overfit_chars=640, overfit_steps=60, markov_steps=500, lm_hidden=64, lm_layers=1,
         overfit_hidden=128,
     ),
@@ -137,6 +141,7 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=250, eval_batches=20, n_embd=128, n_layer=4, n_head=4,
         learning_rate=2e-3, sample_chars=500, rnn_hidden=256, memory_task_len=50,
         memory_task_steps=1500, gpt_learning_rate=4e-3,
+        keras_steps=500, memory_task_batch=64, memory_task_hidden=128,
         compare_steps=250, overfit_chars=3200, overfit_steps=300, markov_steps=750, lm_hidden=192, lm_layers=1,
         overfit_hidden=128,
     ),
@@ -146,6 +151,7 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=500, eval_batches=50, n_embd=384, n_layer=6, n_head=6,
         learning_rate=1e-3, sample_chars=1000, rnn_hidden=512, memory_task_len=100,
         memory_task_steps=3000, gpt_learning_rate=1e-3,
+        keras_steps=2000, memory_task_batch=64, memory_task_hidden=128,
         compare_steps=800, overfit_chars=16000, overfit_steps=1000, markov_steps=2500, lm_hidden=512, lm_layers=2,
         overfit_hidden=256,
     ),
