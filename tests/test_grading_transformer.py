@@ -16,6 +16,7 @@ from lmcourse.grading.exercises_transformer import (
     _causal_attention,
     _kv_cache_decode_step,
     _multi_head_attention,
+    _top_p_filter,
 )
 from lmcourse.metrics import bleu
 from lmcourse.models.gpt import GPT, GPTConfig
@@ -94,6 +95,24 @@ def test_beam_step_ties_go_to_the_lower_flat_index():
     assert parent.tolist() == [0, 1, 1] and token.tolist() == [1, 0, 1]  # the prompt's worked value
     torch.testing.assert_close(new_scores, torch.tensor([-1 + math.log(0.9), -2 + math.log(0.5),
                                                          -2 + math.log(0.5)]))
+
+
+def test_the_worked_values_in_the_06_prompts_are_the_references():
+    q = k = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    torch.testing.assert_close(_causal_attention(q, k, torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])),
+                               torch.tensor([[[1.0, 2.0], [2.0, 3.0]]]))
+    x, W_qkv, W_o = torch.tensor([[[1.0, 2.0], [3.0, 0.0]]]), torch.eye(2).repeat(1, 3), torch.eye(2)
+    close = dict(atol=1e-4, rtol=0)  # the prompts print 4 decimals
+    torch.testing.assert_close(_multi_head_attention(x, W_qkv, W_o, 2),
+                               torch.tensor([[[1.0, 2.0], [2.9951, 1.0]]]), **close)
+    torch.testing.assert_close(_multi_head_attention(x, W_qkv, W_o, 2, causal=False),
+                               torch.tensor([[[2.7616, 1.9640], [2.9951, 1.0]]]), **close)
+    cache = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
+    y, new_k, new_v = _kv_cache_decode_step(x[:, 1:], cache, cache, W_qkv, W_o, 2)
+    torch.testing.assert_close(y, torch.tensor([[[2.9951, 1.0]]]), **close)
+    assert new_k.equal(new_v) and new_k.flatten().tolist() == [1.0, 3.0, 2.0, 0.0]
+    filtered = _top_p_filter(torch.log(torch.tensor([[0.5, 0.2, 0.3]])), 0.6)
+    torch.testing.assert_close(filtered, torch.tensor([[-0.6931, float("-inf"), -1.2040]]), **close)
 
 
 def test_modified_precision_reference_agrees_with_bleu_on_one_sentence():
