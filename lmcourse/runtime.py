@@ -118,6 +118,7 @@ class Budget:
     lm_hidden: int  # width of lesson 05's LSTM and GRU language models
     lm_layers: int  # their recurrent layers (lesson 05)
     overfit_hidden: int  # width of the LSTM that overfits a tiny slice (lesson 05): capacity to memorise it
+    mlp_steps: int  # updates of lesson 01's neural n-gram (the Bengio-style MLP)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -134,6 +135,7 @@ BUDGETS: dict[str, Budget] = {
         keras_steps=40, memory_task_batch=64, memory_task_hidden=64,
         compare_steps=40, overfit_chars=640, overfit_steps=60, markov_steps=500, lm_hidden=64, lm_layers=1,
         overfit_hidden=128,
+        mlp_steps=150,  # lesson 01
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -144,6 +146,7 @@ BUDGETS: dict[str, Budget] = {
         keras_steps=500, memory_task_batch=64, memory_task_hidden=128,
         compare_steps=250, overfit_chars=3200, overfit_steps=300, markov_steps=750, lm_hidden=192, lm_layers=1,
         overfit_hidden=128,
+        mlp_steps=2000,  # lesson 01
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -154,6 +157,7 @@ BUDGETS: dict[str, Budget] = {
         keras_steps=2000, memory_task_batch=64, memory_task_hidden=128,
         compare_steps=800, overfit_chars=16000, overfit_steps=1000, markov_steps=2500, lm_hidden=512, lm_layers=2,
         overfit_hidden=256,
+        mlp_steps=5000,  # lesson 01
     ),
 }
 
