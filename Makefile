@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[tf,dev]"
 	touch $(STAMP)
 
-## Set up (first time) and open the course in JupyterLab
-## (--allow-root: containers and cloud machines often run as root).
+## Set up (first time) and open the course in JupyterLab: the file browser shows the whole
+## repository (lessons, exercises, solutions) and lesson 00 opens first.
+## (--allow-root: containers and cloud machines often run as root.)
+LAB_OPTIONS := --allow-root --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --allow-root notebooks/00_welcome.ipynb
+	$(VENV)/bin/jupyter lab $(LAB_OPTIONS) $(LAB_EXTRA)
 
 ## Set up (first time) and run every test: unit tests, then every notebook under nbval.
 test: $(STAMP)

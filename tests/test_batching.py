@@ -70,7 +70,7 @@ def test_split_needs_room_for_a_window_in_every_split():
     split(tokens, block_size=9)
     with pytest.raises(ValueError, match=r"val split has 10 tokens but needs at least 11"):
         split(tokens, block_size=10)
-    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1, got 0"):
         split(tokens, block_size=0)
 
 
@@ -115,10 +115,12 @@ def test_random_windows_errors():
     with pytest.raises(ValueError, match="needs at least 9"):
         random_windows(torch.arange(8), 2, 8)
     random_windows(torch.arange(9), 2, 8)  # exactly one window fits
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         random_windows(torch.arange(100), 0, 8)
-    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+    with pytest.raises(TypeError, match="block_size must be an integer >= 1, got 2.5"):
         random_windows(torch.arange(100), 2, 2.5)
+    x, _ = random_windows(torch.arange(100), np.int64(2), np.int32(8))  # NumPy integers are integers
+    assert x.shape == (2, 8)
 
 
 def test_random_windows_go_to_the_requested_device():

@@ -26,13 +26,13 @@ def test_model_maps_ids_to_logits_at_every_position(cell, layer):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(cell="transformer"), "cell must be one of"),
-    (dict(n_layer=0), "n_layer must be a positive integer"),
-    (dict(hidden_size=2.5), "hidden_size must be a positive integer"),
+    (dict(n_layer=0), "n_layer must be an integer >= 1"),
+    (dict(hidden_size=2.5), "hidden_size must be an integer >= 1"),
     (dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
 ])
 def test_bad_arguments_are_refused(kwargs, match):
     args = dict(vocab_size=5, n_embd=3, hidden_size=4) | kwargs
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         build_keras_lm(**args)
 
 
@@ -63,7 +63,7 @@ def test_dataset_refuses_bad_input():
         make_lm_dataset(np.arange(20), block_size=4, batch_size=8)
     with pytest.raises(TypeError, match="integer ids"):
         make_lm_dataset(np.linspace(0, 1, 50), block_size=4, batch_size=2)
-    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         make_lm_dataset(np.arange(50), block_size=0, batch_size=2)
     short = list(make_lm_dataset(np.arange(20), 4, 8, shuffle=False, drop_remainder=False))
     assert [len(x) for x, _ in short] == [4]

@@ -102,7 +102,9 @@ def test_dropout_only_in_training_mode():
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(cell="transformer"), ValueError, "unknown cell 'transformer'"),
     (dict(cell="LSTM"), ValueError, "choose one of 'rnn', 'lstm', 'gru'"),
-    (dict(hidden_size=0), ValueError, "hidden_size must be a positive integer"),
+    (dict(hidden_size=0), ValueError, "hidden_size must be an integer >= 1"),
+    (dict(n_layer=True), TypeError, "n_layer must be an integer >= 1, got True"),
+    (dict(n_embd=4.0), TypeError, "n_embd must be an integer >= 1"),
     (dict(dropout=1.0), ValueError, "dropout must be in"),
 ])
 def test_bad_construction(kwargs, error, message):

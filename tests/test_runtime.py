@@ -113,3 +113,74 @@ def test_tensorflow_imports_quietly_and_seeds():
     noise = [line for line in out.stderr.splitlines()
              if re.match(r"^(\d{4}-\d\d-\d\d \d\d:\d\d|[IWE]\d{4} )", line) or "oneDNN" in line]
     assert noise == [], noise
+
+
+# ---------------------------------------------------------------------------
+# CPU threads
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    runtime._threads = None
+
+
+@pytest.mark.parametrize("n_params, cores, idle, expected", [
+    (800_000, 16, 16.0, 1),          # a lesson-sized model: one thread, however many cores
+    (4_999_999, 2, 2.0, 1),
+    (20_000_000, 8, 8.0, 8),         # a big model on an idle machine: every core
+    (20_000_000, 8, 3.2, 3),         # ... only the cores other programs leave
+    (20_000_000, 2, 0.3, 1),         # a busy 2-core machine: one
+    (20_000_000, 4, 9.0, 4),         # never more than this process may use
+])
+def test_choose_threads(n_params, cores, idle, expected):
+    threads, why = runtime.choose_threads(n_params, cores, idle)
+    assert threads == expected and why
+
+
+def test_configure_threads_sets_torch_and_says_why(monkeypatch, capsys, keep_threads):
+    monkeypatch.delenv("LMCOURSE_THREADS", raising=False)
+    monkeypatch.setenv("LMCOURSE_DEVICE", "cpu")
+    monkeypatch.setattr(runtime, "cpu_cores", lambda: 8)
+    monkeypatch.setattr(runtime, "idle_cores", lambda: 6.0)
+    assert runtime.configure_threads(100_000) == 1 == torch.get_num_threads()
+    assert "CPU threads: 1 (models of up to 0.1 M parameters" in capsys.readouterr().out
+    assert runtime.configure_threads(50_000_000, verbose=False) == 6 == torch.get_num_threads()
+    assert capsys.readouterr().out == ""
+
+
+def test_configure_threads_default_size_is_the_budget_gpt(monkeypatch, keep_threads):
+    monkeypatch.delenv("LMCOURSE_THREADS", raising=False)
+    monkeypatch.setenv("LMCOURSE_DEVICE", "cpu")
+    seen = []
+    monkeypatch.setattr(runtime, "choose_threads",
+                        lambda n, cores, idle: (seen.append(n), (1, "test"))[1])
+    runtime.configure_threads(verbose=False)
+    b = runtime.budget()
+    assert seen == [12 * b.n_layer * b.n_embd ** 2]
+
+
+def test_configure_threads_override_and_bad_values(monkeypatch, keep_threads):
+    monkeypatch.setenv("LMCOURSE_THREADS", "3")
+    assert runtime.configure_threads(verbose=False) == 3 == torch.get_num_threads()
+    monkeypatch.setenv("LMCOURSE_THREADS", "0")
+    with pytest.raises(ValueError, match="LMCOURSE_THREADS must be an integer >= 1"):
+        runtime.configure_threads()
+    monkeypatch.delenv("LMCOURSE_THREADS")
+    monkeypatch.setenv("LMCOURSE_DEVICE", "cpu")
+    with pytest.raises(TypeError, match="n_params must be an integer"):
+        runtime.configure_threads(2.5)
+
+
+def test_tensorflow_gets_the_same_threads():
+    # In a fresh process: TensorFlow's thread pools are fixed once it has run an op.
+    code = ("import os; os.environ['LMCOURSE_THREADS'] = '1'\n"
+            "from lmcourse import runtime\n"
+            "runtime.configure_threads(verbose=False)\n"
+            "tf = runtime.setup_tensorflow()\n"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

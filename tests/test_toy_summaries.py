@@ -40,7 +40,8 @@ def test_half_of_the_reports_open_with_the_result():
     assert 0.4 < keys.count(0) / len(keys) < 0.6
 
 
-@pytest.mark.parametrize("n", [0, -3, 1.5, False])
-def test_bad_sizes_are_refused(n):
-    with pytest.raises(ValueError, match="n must be"):
+@pytest.mark.parametrize("n, error", [(0, ValueError), (-3, ValueError), (1.5, TypeError),
+                                      (False, TypeError)])
+def test_bad_sizes_are_refused(n, error):
+    with pytest.raises(error, match="n must be an integer >= 1"):
         match_reports(n)

@@ -87,9 +87,10 @@ def test_parallel_corpus_is_reproducible_distinct_and_varied():
     assert any(p.meaning.obj.plural for p in pairs) and any(p.meaning.obj.adjective for p in pairs)
 
 
-@pytest.mark.parametrize("n", [0, -1, 2.5, True, 2_000_000])
-def test_parallel_corpus_refuses_bad_sizes(n):
-    with pytest.raises(ValueError, match="n must be"):
+@pytest.mark.parametrize("n, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError),
+                                      (True, TypeError), (2_000_000, ValueError)])
+def test_parallel_corpus_refuses_bad_sizes(n, error):
+    with pytest.raises(error, match="n must be"):
         tt.parallel_corpus(n)
 
 

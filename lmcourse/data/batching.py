@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lmcourse.validate import positive_int
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -82,7 +84,7 @@ def split(tokens, fractions: Sequence[float] = (0.9, 0.05, 0.05), *,
     n_train = round(fractions[0] * n)
     n_val = round(fractions[1] * n)
     pieces = Splits(t[:n_train], t[n_train:n_train + n_val], t[n_train + n_val:])
-    need = 1 if block_size is None else _check_positive("block_size", block_size) + 1
+    need = 1 if block_size is None else positive_int("block_size", block_size) + 1
     for name, size in pieces.sizes().items():
         if size < need:
             raise ValueError(
@@ -104,8 +106,8 @@ def random_windows(data: torch.Tensor, batch_size: int, block_size: int,
     The same ``generator`` state gives the same windows.
     """
     data = _long_1d(data)
-    _check_positive("batch_size", batch_size)
-    _check_positive("block_size", block_size)
+    positive_int("batch_size", batch_size)
+    positive_int("block_size", block_size)
     if len(data) < block_size + 1:
         raise ValueError(
             f"data has {len(data)} tokens; a window of block_size {block_size} plus its "
@@ -130,7 +132,7 @@ def sequential_windows(data: torch.Tensor, block_size: int) -> tuple[torch.Tenso
     views of ``data``: nothing is copied.
     """
     data = _long_1d(data)
-    _check_positive("block_size", block_size)
+    positive_int("block_size", block_size)
     n = (len(data) - 1) // block_size
     if n < 1:
         raise ValueError(
@@ -159,8 +161,8 @@ class LMBatches:
                  device: torch.device | str | None = None):
         if not isinstance(splits, Splits):
             raise TypeError(f"splits must be a Splits (from split()), got {type(splits).__name__}")
-        self.batch_size = _check_positive("batch_size", batch_size)
-        self.block_size = _check_positive("block_size", block_size)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.block_size = positive_int("block_size", block_size)
         if device is None:
             from lmcourse.runtime import device as best_device
 
@@ -203,9 +205,3 @@ def _long_1d(data) -> torch.Tensor:
     if isinstance(data, torch.Tensor) and data.dtype == torch.long and data.dim() == 1:
         return data
     return as_tokens(data)
-
-
-def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)

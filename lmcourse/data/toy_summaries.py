@@ -24,6 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from lmcourse.validate import positive_int
+
 __all__ = ["Report", "match_reports", "TEAMS"]
 
 TEAMS = ("Riverton Otters", "Hillford Hawks", "Ashby Foxes", "Marlow Bears",
@@ -97,7 +99,6 @@ def _report(rng: random.Random) -> Report:
 
 def match_reports(n: int, seed: int = 0) -> list[Report]:
     """``n`` match reports with their reference summaries, the same for the same ``seed``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    n = positive_int("n", n)
     rng = random.Random(seed)
     return [_report(rng) for _ in range(n)]

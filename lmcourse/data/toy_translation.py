@@ -38,6 +38,8 @@ import itertools
 import random
 from dataclasses import dataclass, replace
 
+from lmcourse.validate import non_negative_int, positive_int
+
 __all__ = [
     "NounPhrase", "Meaning", "Pair", "NOUNS", "ADJECTIVES", "VERBS", "NAMES", "TIME_WORDS", "DICTIONARY",
     "random_meaning", "to_english", "to_kelvan", "translations", "word_for_word", "parallel_corpus",
@@ -281,8 +283,7 @@ def parallel_corpus(n: int, seed: int = 0) -> list[Pair]:
     training sets without a test sentence leaking into training. Each target
     is one of the meaning's translations, its synonyms drawn at random.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    n = positive_int("n", n)
     if n > 1_000_000:  # about 2 million meanings exist; drawing nearly all of them would crawl
         raise ValueError(f"n must be at most 1,000,000 distinct pairs, got {n:,}")
     rng = random.Random(seed)
@@ -305,8 +306,7 @@ def wrong_meanings(meaning: Meaning, k: int, seed: int = 0) -> list[Meaning]:
     the source can rule out (the distractors of a multiple-choice test). None
     of them has a translation in common with ``meaning``.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    k = non_negative_int("k", k)
     candidates = []
     if meaning.subject != meaning.obj:
         candidates.append(replace(meaning, subject=meaning.obj, obj=meaning.subject))

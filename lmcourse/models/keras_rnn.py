@@ -64,6 +64,7 @@ import torch
 from lmcourse.data.batching import sequential_windows
 from lmcourse.generate import sample_next
 from lmcourse.runtime import setup_tensorflow
+from lmcourse.validate import non_negative_int, positive_int
 
 tf = setup_tensorflow()  # quiet logs and GPU memory growth, before Keras touches the device
 import keras  # noqa: E402  (must come after setup_tensorflow)
@@ -86,10 +87,10 @@ def build_keras_lm(vocab_size: int, n_embd: int, hidden_size: int, n_layer: int 
     ``lmcourse.models.rnn.RecurrentLM`` applies it. The model is built but not compiled (see
     ``compile_for_lm``).
     """
-    vocab_size = _positive_int("vocab_size", vocab_size)
-    n_embd = _positive_int("n_embd", n_embd)
-    hidden_size = _positive_int("hidden_size", hidden_size)
-    n_layer = _positive_int("n_layer", n_layer)
+    vocab_size = positive_int("vocab_size", vocab_size)
+    n_embd = positive_int("n_embd", n_embd)
+    hidden_size = positive_int("hidden_size", hidden_size)
+    n_layer = positive_int("n_layer", n_layer)
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}, got {cell!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0 <= dropout < 1:
@@ -151,7 +152,7 @@ def make_lm_dataset(tokens, block_size: int, batch_size: int, shuffle: bool = Tr
     """
     if isinstance(tokens, tf.Tensor):
         tokens = tokens.numpy()
-    _positive_int("batch_size", batch_size)
+    positive_int("batch_size", batch_size)
     x, y = sequential_windows(tokens, block_size)  # checks ids and block_size
     if drop_remainder and len(x) < batch_size:
         raise ValueError(
@@ -193,9 +194,7 @@ def keras_generate(model: keras.Model, prompt_ids, max_new_tokens: int,
     if not prompt:
         raise ValueError("prompt_ids must be a non-empty 1-D sequence of token ids "
                          "(a recurrent model needs at least one token to start from)")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) \
-            or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    max_new_tokens = non_negative_int("max_new_tokens", max_new_tokens)
     head = model.layers[-1]
     vocab_size = head.units if isinstance(head, keras.layers.Dense) else None
     if vocab_size is not None and not all(0 <= i < vocab_size for i in prompt):
@@ -239,9 +238,3 @@ def _step_function(model: keras.Model):
         return x, new_states
 
     return step
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)

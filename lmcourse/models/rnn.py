@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from lmcourse.models.inputs import check_token_ids
+from lmcourse.validate import positive_int
 
 __all__ = ["RecurrentLM", "CELLS"]
 
@@ -66,10 +67,10 @@ class RecurrentLM(nn.Module):
     def __init__(self, vocab_size: int, n_embd: int, hidden_size: int, n_layer: int = 1,
                  cell: str = "lstm", dropout: float = 0.0):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("n_embd", n_embd),
-                            ("hidden_size", hidden_size), ("n_layer", n_layer)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        vocab_size, n_embd, hidden_size, n_layer = (
+            positive_int(name, value) for name, value in (
+                ("vocab_size", vocab_size), ("n_embd", n_embd), ("hidden_size", hidden_size),
+                ("n_layer", n_layer)))
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(map(repr, CELLS))}")
         if not 0.0 <= float(dropout) < 1.0:
