@@ -219,7 +219,8 @@ def idle_cores() -> float:
 def choose_threads(n_params: int, cores: int, idle: float) -> tuple[int, str]:
     """How many CPU threads a model of ``n_params`` parameters should get, and why."""
     if n_params < SMALL_MODEL_PARAMS:
-        return 1, (f"models of up to {n_params / 1e6:.1f} M parameters (< {SMALL_MODEL_PARAMS / 1e6:.0f} M) "
+        size = f"{n_params / 1e6:.1f} M" if n_params >= 100_000 else f"{n_params:,}"
+        return 1, (f"models of up to {size} parameters (< {SMALL_MODEL_PARAMS / 1e6:.0f} M) "
                    "run small matrix products, where extra threads cost more than they save")
     usable = max(1, min(cores, int(idle + 0.5)))
     if usable == 1:
