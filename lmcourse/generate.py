@@ -277,7 +277,7 @@ def stream(
     state; with ``use_cache=False`` it re-reads the whole text so far for every
     new token, the slow way that a model without a cache (or state) would have
     to take. Both give the same tokens; only the cost differs, which is what
-    lesson 06 and :func:`lmcourse.metrics.generation_speed` measure. The options
+    lesson 06 and :func:`lmcourse.speed.generation_speed` measure. The options
     are checked now, before the first token is asked for.
     """
     idx, _ = _as_prompt(prompt)

@@ -146,3 +146,10 @@ def test_a_recursion_without_a_memo_is_stopped_on_the_long_case():
     feedback = text(result)
     assert "two 150-token texts" in feedback and "took longer than 2 s" in feedback
     assert "recomputes the same prefixes" in feedback
+
+
+def test_a_non_number_answer_is_told_an_int_is_expected():
+    from lmcourse.grading import check
+
+    result = check("lcs_length", lambda a, b: [len(a)], record=False)
+    assert any("expected a Python int, got a list" in line for line in result.feedback)

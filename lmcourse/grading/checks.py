@@ -281,12 +281,13 @@ def _form_problem(got: Any, expected: Any, names: Sequence[str] = ()) -> str | N
             return (f"expected dtype {expected.dtype} (the dtype of the input), got "
                     f"{got.dtype}: keep the input's dtype (new tensors default to float32)")
         return None
-    # A number is expected: a Python float, or (accepted too) a 0-d tensor.
+    # A number is expected: a Python int or float, or (accepted too) a 0-d tensor.
     if _is_number(got):
         return None
     if isinstance(got, torch.Tensor) and got.dim() == 0 and got.is_floating_point():
         return None
-    return f"expected a Python float, got {_type_name(got)}"
+    kind = "int" if isinstance(expected, numbers.Integral) else "float"
+    return f"expected a Python {kind}, got {_type_name(got)}"
 
 
 def _blows_up(got: Any, expected: Any) -> bool:
