@@ -132,7 +132,7 @@ BUDGETS: dict[str, Budget] = {
         eval_interval=30, eval_batches=4, n_embd=32, n_layer=1, n_head=2,
         learning_rate=3e-3, sample_chars=200, rnn_hidden=64, memory_task_len=20,
         memory_task_steps=150, gpt_learning_rate=4e-3,
-        keras_steps=40, memory_task_batch=64, memory_task_hidden=64,
+        keras_steps=40, memory_task_batch=32, memory_task_hidden=64,
         compare_steps=40, overfit_chars=640, overfit_steps=60, markov_steps=500, lm_hidden=64, lm_layers=1,
         overfit_hidden=128,
         mlp_steps=150,  # lesson 01
