@@ -6,9 +6,10 @@ In an exercise notebook::
     check("softmax", softmax)     # displays a CheckResult
 
 ``progress()`` returns the best score reached on each exercise. The command
-``python -m lmcourse.grading.make_exercises solutions exercises`` makes the
-learner's notebooks from the solutions; ``python -m lmcourse.grading.grade``
-grades a class's notebooks into a CSV grade book.
+``python -m lmcourse exercises solutions exercises`` makes the learner's
+notebooks from the solutions; ``python -m lmcourse grade`` runs a class's
+notebooks in a sandbox and scores them into a CSV grade book
+(``lmcourse.grading.grade``).
 
 A module of checks registers its exercises when imported; add a new module
 to the imports below.

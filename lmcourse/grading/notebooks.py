@@ -1,4 +1,4 @@
-"""Notebooks in and out: exercises made from solutions, check results read back.
+"""Notebooks in and out: the exercise notebooks made from the solutions.
 
 Solutions are the single source of truth. In a solution notebook the answer
 sits between two marker lines inside a code cell::
@@ -18,14 +18,11 @@ output, so the exercise notebook runs top to bottom and its checks report
 from __future__ import annotations
 
 import copy
-import json
-import re
 from pathlib import Path
 
 import nbformat
 
 from lmcourse import atomic
-from lmcourse.grading.result import MIME_TYPE, CheckResult
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -140,39 +137,3 @@ def exercise_differences(solutions: str | Path, exercises: str | Path) -> list[s
             if path.name not in fresh:
                 problems.append(f"{path} has no solution notebook in {solutions}")
     return problems
-
-
-# ---------------------------------------------------------------------------
-# Check results in an executed notebook
-
-_CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([A-Za-z0-9_\-]+)["']""")
-
-
-def checked_exercises(nb: nbformat.NotebookNode) -> list[str]:
-    """Exercise ids of the ``check("id", ...)`` calls in ``nb``'s code, in order."""
-    found: list[str] = []
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            for exercise in _CHECK_CALL.findall(cell.source):
-                if exercise not in found:
-                    found.append(exercise)
-    return found
-
-
-def check_results(nb: nbformat.NotebookNode) -> dict[str, CheckResult]:
-    """The check results displayed in ``nb``'s outputs; the last one wins per exercise."""
-    results: dict[str, CheckResult] = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {}) if isinstance(output, dict) else {}
-            payload = data.get(MIME_TYPE)
-            if payload is None:
-                continue
-            try:
-                if isinstance(payload, str):
-                    payload = json.loads(payload)
-                result = CheckResult.from_json(payload)
-            except (ValueError, TypeError):
-                continue  # not something check() wrote; ignore it
-            results[result.exercise] = result
-    return results

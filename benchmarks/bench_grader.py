@@ -1,0 +1,81 @@
+"""What the batch grader's isolation costs: the hostile class graded, against the same
+notebooks simply executed in Jupyter kernels (nbclient, no isolation, no scoring).
+
+    python benchmarks/bench_grader.py [--sandbox auto|bwrap|process] [--students N]
+
+Both run the same submissions one after another on this machine, side by side
+in one run, and the ratio is what to quote (absolute times on a shared machine
+swing). The grader does more than run them: it scores every exercise twice
+(visible and hidden cases), reruns a notebook without a cell that hung or
+killed its process, and starts one sandboxed process per notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from hostile_class import NAME, make_class, submission_paths  # noqa: E402
+
+import nbformat  # noqa: E402
+
+from lmcourse.grading.grade import grade  # noqa: E402
+from lmcourse.grading.sandbox import Limits, choose_mode  # noqa: E402
+
+
+def run_plainly(paths: list[Path], cell_seconds: float) -> float:
+    """Execute each notebook in a fresh kernel, errors allowed, as the old grader did."""
+    from nbclient import NotebookClient
+
+    start = time.perf_counter()
+    for path in paths:
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - the unreadable submission
+            continue
+        with tempfile.TemporaryDirectory() as home:
+            client = NotebookClient(nb, timeout=cell_seconds, kernel_name="python3",
+                                    allow_errors=True,
+                                    resources={"metadata": {"path": str(path.parent)}})
+            try:
+                client.execute(env={"HOME": home, "LMCOURSE_HOME": home,
+                                    "LMCOURSE_BUDGET": "smoke", "MPLBACKEND": "Agg",
+                                    "PATH": "/usr/bin:/bin"})
+            except Exception:  # noqa: BLE001 - a timeout, a dead kernel
+                pass
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sandbox", default="auto")
+    args = parser.parse_args(argv)
+    mode = choose_mode(args.sandbox)
+    limits = Limits(cell_seconds=8, notebook_seconds=120, call_seconds=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        expected = make_class(root / "class", root / "gradebook.csv", root / "home")
+        if mode != "bwrap":  # attacks on the grader itself need the real sandbox
+            for student, exp in expected.items():
+                if exp.bwrap_only:
+                    (root / "class" / student / NAME).unlink()
+        paths = submission_paths(root / "class")
+        safe = [p for p in paths if not expected[p.parent.name].bwrap_only
+                and p.parent.name not in ("kills_parent",)]
+        start = time.perf_counter()
+        grade(paths, root / "gradebook.csv", limits=limits, sandbox=mode)
+        graded = time.perf_counter() - start
+        plain = run_plainly(safe, limits.cell_seconds)
+    print(f"{len(paths)} submissions of {NAME}, sandbox: {mode}")
+    print(f"  graded (sandboxed, scored twice)  {graded:7.1f} s  {graded / len(paths):5.2f} s each")
+    print(f"  executed plainly ({len(safe)}, nbclient) {plain:7.1f} s  {plain / len(safe):5.2f} s each")
+    print(f"  ratio per submission: {graded / len(paths) / (plain / len(safe)):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

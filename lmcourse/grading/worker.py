@@ -1,0 +1,225 @@
+"""The process that runs one student's notebook for the batch grader.
+
+Started by ``lmcourse.grading.sandbox`` inside the sandbox, as a script
+(``python -I .../worker.py``) so that importing it does not import the
+``lmcourse.grading`` package: the exercises' references and the grader's
+checks are never loaded into the student's process. Instead, before any
+student code runs, ``lmcourse.grading`` is replaced by a small stand-in whose
+``check()`` only remembers which function the notebook offers for which
+exercise, and the modules holding references and checks refuse to import.
+
+It speaks JSON lines (``lmcourse.grading.wire``) with the grader on the
+stdin and stdout it was started with; the notebook's own prints go to
+/dev/null. The conversation:
+
+1. the grader sends the notebook's code cells, the cells to skip, and the
+   function name to fall back on for each exercise;
+2. the worker runs the cells in an IPython shell (so ``%magics`` work),
+   reporting ``cell`` before and ``cell_done`` after each one, so the grader
+   can time every cell with its own clock;
+3. it reports ``ready`` with the exercises it can offer, then answers
+   ``call`` and ``grad`` requests, each running the student's function on the
+   inputs sent, until ``bye``.
+
+Nothing the student's code does here can add points: the grader computes
+every expected output itself and only reads plain values back from this
+process. A student's code can of course write to these pipes too; the grader
+validates each message and a forged one can at most lose that student's
+points.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import types
+from pathlib import Path
+
+GRADING_DIR = Path(__file__).resolve().parent
+# The only grading modules a notebook's process may import.
+ALLOWED = {"lmcourse.grading.wire", "lmcourse.grading.safe_call", "lmcourse.grading.plain",
+           "lmcourse.grading.result", "lmcourse.grading.worker"}
+
+
+class _Refuse(importlib.abc.MetaPathFinder):
+    """Refuse every ``lmcourse.grading`` module but the few the worker needs."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("lmcourse.grading.") and name not in ALLOWED:
+            raise ImportError(f"{name} is not available while a notebook is being graded")
+        return None
+
+
+def _stand_in_package() -> types.ModuleType:
+    """``lmcourse.grading`` as a notebook being graded sees it."""
+    package = types.ModuleType("lmcourse.grading", "lmcourse.grading while grading")
+    package.__path__ = [str(GRADING_DIR)]
+    package.__spec__ = importlib.machinery.ModuleSpec("lmcourse.grading", None, is_package=True)
+    package.__spec__.submodule_search_locations = package.__path__
+    package.OFFERED = {}
+
+    def check(exercise_id, answer, *args, **kwargs):
+        """Remember ``answer`` for ``exercise_id``; the grader scores it afterwards."""
+        if isinstance(exercise_id, str):
+            package.OFFERED[exercise_id] = answer
+        return _Recorded(exercise_id)
+
+    package.check = check
+    package.progress = lambda: {}
+    return package
+
+
+class _Recorded:
+    def __init__(self, exercise_id):
+        self.exercise_id = exercise_id
+
+    def __repr__(self) -> str:
+        return f"recorded for grading: {self.exercise_id!r} (the grader scores it)"
+
+
+def main() -> None:
+    # The protocol keeps the original stdin/stdout; the notebook gets /dev/null.
+    inbox = os.fdopen(os.dup(0), "rb")
+    outbox = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+    import lmcourse  # noqa: F401 - the real package, for lmcourse.runtime, data, models...
+
+    package = _stand_in_package()
+    sys.modules["lmcourse.grading"] = package
+    lmcourse.grading = package
+    sys.meta_path.insert(0, _Refuse())
+
+    from lmcourse.grading import wire
+    from lmcourse.grading.safe_call import call_safely, describe_exception
+
+    def send(**message):
+        outbox.write(wire.dumps(message))
+        outbox.flush()
+
+    def receive() -> dict:
+        line = inbox.readline(wire.MAX_MESSAGE_BYTES + 1)
+        if not line:
+            os._exit(0)  # the grader has gone
+        return wire.loads(line)
+
+    hello = receive()
+    cells, skip, names = hello["cells"], set(hello["skip"]), hello["names"]
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance(colors="NoColor")
+    for index, source in enumerate(cells):
+        if index in skip:
+            continue
+        send(event="cell", index=index)
+        result = shell.run_cell(source, store_history=True)
+        error = result.error_before_exec or result.error_in_exec
+        send(event="cell_done", index=index,
+             error=_safe(describe_exception, error) if error is not None else None)
+
+    def answer_for(exercise_id):
+        if exercise_id in package.OFFERED:
+            return package.OFFERED[exercise_id]
+        name = names.get(exercise_id)
+        return shell.user_ns.get(name) if name else None
+
+    offered = {}
+    for exercise_id in names:
+        fn = answer_for(exercise_id)
+        offered[exercise_id] = ("missing" if fn is None else
+                                "callable" if callable(fn) else _safe(_type_name, fn))
+    send(event="ready", offered=offered)
+
+    while True:
+        request = receive()
+        if request.get("op") == "bye":
+            break
+        fn = answer_for(request.get("exercise"))
+        args, kwargs = wire.decode(request["args"]), wire.decode(request["kwargs"])
+        weight = wire.decode(request.get("weight"))
+        outcome = _run(fn, args, kwargs, float(request["time_limit"]),
+                       request.get("op") == "grad", weight, call_safely, describe_exception)
+        send(event="outcome", id=request.get("id"), **outcome)
+    os._exit(0)
+
+
+def _run(fn, args, kwargs, time_limit, gradients, weight, call_safely, describe_exception):
+    """One call of the student's function, as a message: the outcome's fields,
+    the plain value, and (for the mutation check) the inputs after the call."""
+    import torch
+
+    from lmcourse.grading import wire
+
+    if gradients:
+        leaves = [t.requires_grad_() for t in _tensors((args, kwargs)) if t.is_floating_point()]
+
+        def forward_backward():
+            with torch.enable_grad():
+                out = fn(*args, **kwargs)
+                if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                    return None
+                loss = out if weight is None else (out * weight).sum()
+                return torch.autograd.grad(loss, leaves, allow_unused=True)
+
+        outcome = call_safely(forward_backward, time_limit=time_limit)
+    else:
+        outcome = call_safely(fn, args, kwargs, time_limit)
+    message = {"kind": outcome.kind, "message": outcome.message, "seconds": outcome.seconds,
+               "error_type": None, "error_text": None, "location": None, "raiser": None}
+    if outcome.exception is not None:
+        from lmcourse.grading.safe_call import describe_location, raising_function
+        exc = outcome.exception
+        message.update(error_type=type(exc).__name__, error_text=_safe(str, exc),
+                       location=_safe(describe_location, exc),
+                       raiser=_safe(raising_function, exc))
+    try:
+        message["value"] = wire.encode(outcome.value) if outcome.ok else None
+        message["inputs"] = wire.encode((_detached(args), _detached(kwargs)))
+    except (wire.WireError, Exception) as exc:  # noqa: BLE001 - the answer's odd result
+        message.update(kind="exception", value=None, inputs=None, error_type="TypeError",
+                       message=f"returned something the grader cannot read ({_safe(str, exc)})")
+    return message
+
+
+def _tensors(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _detached(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+def _type_name(value) -> str:
+    return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
+
+
+def _safe(fn, *args) -> str:
+    """``fn(*args)`` as text, whatever the student's objects do when printed."""
+    try:
+        return str(fn(*args))
+    except BaseException:  # noqa: BLE001 - a __str__ that raises (even SystemExit)
+        return "(an object that cannot be printed)"
+
+
+if __name__ == "__main__":
+    main()
