@@ -176,16 +176,32 @@ def budget_name() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def budget(name: str | None = None) -> Budget:
-    """The run budget: ``budget("smoke")``, or the preset chosen by ``budget_name()``."""
+def budget(name: str | Budget | None = None) -> Budget:
+    """The run budget: ``budget("smoke")``, or the preset chosen by ``budget_name()``.
+
+    A ``Budget`` passed in comes back as it is, so a function with a
+    ``budget=`` argument can take a preset name, a ``budget().replace(...)``
+    copy, or nothing, and hand it here.
+    """
+    if isinstance(name, Budget):
+        return name
+    if name is not None and not isinstance(name, str):
+        raise TypeError(
+            f"budget() takes a preset name string ({_preset_names()}) or a Budget, "
+            f"got {name!r} ({type(name).__name__})"
+        )
+    from_env = not name and bool(os.environ.get("LMCOURSE_BUDGET", "").strip())
     name = (name or budget_name()).strip().lower()
     if name not in BUDGETS:
-        valid = ", ".join(sorted(BUDGETS))
-        raise ValueError(
-            f"unknown budget {name!r}: choose one of {valid} "
-            "(set it with the LMCOURSE_BUDGET environment variable or budget(name))"
-        )
+        where = ("it comes from the LMCOURSE_BUDGET environment variable: change or unset it"
+                 if from_env else "set it with budget(name) or the LMCOURSE_BUDGET "
+                 "environment variable")
+        raise ValueError(f"unknown budget {name!r}: choose one of {_preset_names()} ({where})")
     return BUDGETS[name]
+
+
+def _preset_names() -> str:
+    return ", ".join(sorted(BUDGETS))
 
 
 # ---------------------------------------------------------------------------

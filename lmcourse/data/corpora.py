@@ -6,7 +6,9 @@
 Every file the loader keeps is pinned by its SHA-256 and checked on *every*
 load, so a half-finished download or a flipped bit is caught, deleted and
 fetched again instead of silently changing a lesson's numbers. Writes are
-atomic (``lmcourse.atomic``): a crash never leaves a half-written cache.
+atomic (``lmcourse.atomic``): a crash never leaves a half-written cache. A
+cached text that passes its checksum but is not UTF-8 is never deleted: it is
+renamed aside (``<name>.corrupt-<time>``, with a message saying so) and rebuilt.
 
 Corpora (``available_corpora()``):
 
@@ -38,6 +40,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,15 +97,37 @@ def available_corpora() -> list[str]:
 
 
 def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``cache_dir``, else ``$LMCOURSE_DATA``, else ``~/.cache/lmcourse``."""
+    """The cache folder: ``cache_dir``, else ``$LMCOURSE_DATA``, else ``~/.cache/lmcourse``.
+
+    It need not exist yet (it is made on first use), but if it or a folder above
+    it exists it must be a folder: ``ValueError`` otherwise.
+    """
     if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("LMCOURSE_DATA", "").strip()
-    return Path(env) if env else Path.home() / ".cache" / "lmcourse"
+        if not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"cache_dir must be a folder path (str or Path), got "
+                            f"{cache_dir!r} ({type(cache_dir).__name__})")
+        path, origin = Path(cache_dir), "cache_dir"
+    else:
+        env = os.environ.get("LMCOURSE_DATA", "").strip()
+        path, origin = (Path(env), "LMCOURSE_DATA") if env else (
+            Path.home() / ".cache" / "lmcourse", "the default data folder")
+    for folder in (path, *path.parents):  # the nearest one that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                what = "it" if folder == path else f"{folder}, a folder above it,"
+                raise ValueError(
+                    f"{origin} is {path}, but {what} is a file: the data cache must be a "
+                    f"folder (or a path where one can be made); point {origin} elsewhere"
+                )
+            break
+    return path
 
 
 def load_text(name: str, *, cache_dir: str | os.PathLike | None = None) -> Corpus:
     """Load corpus ``name`` (see ``available_corpora()``), downloading and caching it if needed."""
+    if not isinstance(name, str):
+        raise TypeError(f"load_text takes a corpus name string, one of {', '.join(_LOADERS)}; "
+                        f"got {name!r} ({type(name).__name__})")
     if name not in _LOADERS:
         raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(_LOADERS)}")
     return _LOADERS[name](data_dir(cache_dir))
@@ -120,6 +145,54 @@ def _say(message: str) -> None:
     print(f"[lmcourse.data] {message}", file=sys.stderr, flush=True)
 
 
+def _expect_file(path: Path) -> Path:
+    """``path`` if it is a file or missing; a clear error if a folder is in the way.
+
+    The course never makes folders at these names, so one there was made by
+    someone else and is theirs to move: it is reported, not touched.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"the data cache keeps a file at {path}, but a folder is there: move or remove "
+            "that folder (the course never makes one there), then load again"
+        )
+    for folder in path.parents:  # the nearest one that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(
+                    f"the data cache keeps {path.relative_to(folder)} in a folder {folder}, "
+                    f"but {folder} is a file: move or remove that file, then load again"
+                )
+            break
+    return path
+
+
+def _set_aside(path: Path, reason: str) -> Path:
+    """Rename a cached file we cannot use to ``<name>.corrupt-<time>`` (never delete it)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        path.rename(aside)
+    except OSError as error:
+        raise CorpusUnavailable(
+            f"cached {path} cannot be used ({reason}) and could not be moved aside ({error}): "
+            "move or remove it by hand, then load again") from None
+    _say(f"cached {path} cannot be used ({reason}): moved it to {aside} "
+         "and making a fresh copy")
+    return aside
+
+
+def _as_text(data: bytes) -> tuple[str | None, str]:
+    """``(text, "")`` for UTF-8 bytes, else ``(None, why not)``."""
+    try:
+        return data.decode("utf-8"), ""
+    except UnicodeDecodeError as error:
+        return None, f"not UTF-8 text: byte 0x{data[error.start]:02X} at offset {error.start:,}"
+
+
 def download(url: str, dest: str | os.PathLike, sha256: str, *,
              timeout: float | None = None) -> bytes:
     """Fetch ``url``, check its SHA-256, then write it atomically to ``dest``.
@@ -128,6 +201,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str, *,
     ones, and ``urllib.error.URLError`` / ``OSError`` when the network fails.
     """
     timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
+    _expect_file(Path(dest))  # before the download, not after it
     with urllib.request.urlopen(url, timeout=timeout) as response:
         data = response.read()
     actual = sha256_hex(data)
@@ -144,8 +218,9 @@ def read_verified(path: Path, sha256: str) -> bytes | None:
     """The bytes at ``path`` if they match ``sha256``; ``None`` if missing or corrupt.
 
     A corrupt file is deleted (with a message) so that the caller fetches it again.
+    A folder at ``path`` is an ``IsADirectoryError`` that says what to do.
     """
-    if not path.is_file():
+    if not _expect_file(path).is_file():
         return None
     data = path.read_bytes()
     actual = sha256_hex(data)
@@ -169,16 +244,31 @@ def _write_with_checksum(path: Path, text: str) -> None:
 
 
 def _read_with_checksum(path: Path) -> str | None:
-    sidecar = _checksum_file(path)
-    if not path.is_file():
+    """The text cached at ``path`` if it is whole and UTF-8, else ``None`` (so it is rebuilt).
+
+    A failed checksum deletes the copy (it is ours, half-written or damaged); a copy
+    that passes but is not UTF-8 did not come from ``_write_with_checksum``, so it
+    is set aside, not deleted: otherwise it would fail every later load.
+    """
+    sidecar = _expect_file(_checksum_file(path))
+    if not _expect_file(path).is_file():
         return None
     if sidecar.is_file():
-        data = read_verified(path, sidecar.read_text().strip())
+        # A damaged sidecar (even non-ASCII bytes) just fails the checksum below.
+        expected = sidecar.read_bytes().decode("ascii", errors="replace").strip()
+        data = read_verified(path, expected)
         if data is not None:
-            return data.decode("utf-8")
+            text, problem = _as_text(data)
+            if text is not None:
+                return text
+            _set_aside(path, problem)
     else:  # the text was written but the sidecar never was: treat as corrupt
-        _say(f"cached {path} has no checksum file: deleting it and building it again")
-        path.unlink()
+        text, problem = _as_text(path.read_bytes())
+        if text is None:  # not a half-finished write of ours: keep it for whoever made it
+            _set_aside(path, problem)
+        else:
+            _say(f"cached {path} has no checksum file: deleting it and building it again")
+            path.unlink()
     sidecar.unlink(missing_ok=True)
     return None
 
@@ -194,7 +284,7 @@ def _load_tiny_shakespeare(root: Path) -> Corpus:
     path = root / name / "input.txt"
     origin = f"download {TINY_SHAKESPEARE_URL}"
     data = read_verified(path, TINY_SHAKESPEARE_SHA256)
-    if data is not None:
+    if data is not None:  # the pinned bytes are UTF-8 text
         return Corpus(name, data.decode("utf-8"), f"cache {path} ({origin})")
     try:
         data = download(TINY_SHAKESPEARE_URL, path, TINY_SHAKESPEARE_SHA256)

@@ -31,6 +31,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
+from numbers import Number
 from typing import Iterable
 
 from lmcourse.atomic import write_json
@@ -57,7 +58,65 @@ GPT2_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\
 def _check_text(text: object, what: str = "text") -> str:
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+    if not text.isascii():  # ASCII is always valid UTF-8: skip the encode for it
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            # Only lone surrogates (U+D800..U+DFFF) fail: halves of UTF-16 pairs, left by
+            # JSON "\ud83d" escapes or bytes read with errors="surrogateescape".
+            at = error.start
+            raise ValueError(
+                f"{what} has a lone surrogate U+{ord(text[at]):04X} at position {at} "
+                f"(near {text[max(0, at - 10):at + 10]!r}): a half of a UTF-16 pair, which "
+                "UTF-8 cannot encode; remove or replace it first, e.g. "
+                "text.encode('utf-8', errors='replace').decode('utf-8')"
+            ) from None
     return text
+
+
+def as_token_ids(ids, vocab_size: int) -> list[int]:
+    """``ids`` as a list of plain ints in ``[0, vocab_size)``, or a clear error.
+
+    Accepted, because they are what code hands a tokenizer: lists and tuples of
+    ints; NumPy integers and 0-d integer tensors (what iterating an array or a
+    tensor gives, or ``logits.argmax()``); 0-d and 1-d integer NumPy arrays and
+    torch tensors; a single int is one id. ``True``/``False`` and floats are not ids: ``TypeError``.
+    An id outside the vocabulary: ``ValueError`` naming it and the vocabulary size.
+    """
+    if hasattr(ids, "ndim") and hasattr(ids, "tolist"):  # a NumPy array or a torch tensor
+        dtype = str(ids.dtype).removeprefix("torch.")
+        if not dtype.startswith(("int", "uint")):
+            raise TypeError(f"token ids must be integers, got an array of {dtype}")
+        if ids.ndim > 1:
+            raise ValueError(
+                f"token ids must be one 1-D sequence, got shape {tuple(ids.shape)}; "
+                "decode a batch row by row: [tok.decode(row) for row in ids]")
+        ids = [ids.tolist()] if ids.ndim == 0 else ids.tolist()
+    elif isinstance(ids, Number):
+        ids = [ids]  # one id, like a 0-d tensor; the checks below turn away bools and floats
+    elif isinstance(ids, str):
+        raise TypeError("token ids must be integers, got a str: encode turns text into ids")
+    try:
+        items = iter(ids)
+    except TypeError:
+        raise TypeError("token ids must be a sequence of integers (a list, a NumPy array or "
+                        f"a tensor), got {type(ids).__name__}") from None
+    out = []
+    for position, i in enumerate(items):
+        value = i
+        if type(value) is not int:  # the common case, plain ints, skips the checks below
+            if hasattr(value, "ndim") and hasattr(value, "tolist") and value.ndim == 0:
+                value = value.tolist()  # np.int64(5) or tensor(5) -> 5
+            if isinstance(value, bool) or not isinstance(value, int):
+                why = ": True and False are not token ids" if isinstance(value, bool) else ""
+                raise TypeError(f"token ids must be integers, got {i!r} ({type(i).__name__}) "
+                                f"at position {position}{why}")
+            value = int(value)
+        if not 0 <= value < vocab_size:
+            raise ValueError(f"token id {value} at position {position} is not in [0, {vocab_size}): "
+                             f"the vocabulary has {vocab_size} ids")
+        out.append(value)
+    return out
 
 
 def _show(piece: bytes) -> str:
@@ -90,16 +149,11 @@ class Tokenizer:
 
         ``decode(encode(s)) == s`` always holds. An arbitrary id sequence can
         cut a character's bytes in half; like GPT-2 we replace such broken
-        bytes with U+FFFD instead of failing.
+        bytes with U+FFFD instead of failing. ``ids`` may be a list, a NumPy
+        array or a tensor of integer ids (see ``as_token_ids``).
         """
-        if hasattr(ids, "tolist"):  # numpy arrays and torch tensors
-            ids = ids.tolist()
-        vocab, n = self.vocab, len(self.vocab)
-        pieces = []
-        for i in ids:
-            if not isinstance(i, int) or not 0 <= i < n:
-                raise ValueError(f"token ids must be ints in [0, {n}), got {i!r}")
-            pieces.append(vocab[i])
+        vocab = self.vocab
+        pieces = [vocab[i] for i in as_token_ids(ids, len(vocab))]
         return b"".join(pieces).decode("utf-8", errors="replace")
 
     def tokens(self, text: str) -> list[str]:
@@ -151,6 +205,8 @@ class _PieceTokenizer(Tokenizer):
         self.pieces = list(pieces)
         if not all(isinstance(p, str) and p for p in self.pieces):
             raise ValueError("pieces must be non-empty strings")
+        for i, p in enumerate(self.pieces):
+            _check_text(p, f"piece {i}")
         if len(set(self.pieces)) != len(self.pieces):
             raise ValueError("pieces must not repeat")
         self.vocab = BYTES + [p.encode("utf-8") for p in self.pieces]
