@@ -56,6 +56,7 @@ from lmcourse.grading.sandbox import (
     MODES,
     Dead,
     Limits,
+    SandboxBroken,
     Worker,
     adopt_orphans,
     choose_mode,
@@ -214,22 +215,25 @@ class _Run:
                 ready = self._run_cells(worker, limits.cell_seconds)
                 if ready is not None:
                     return worker, ready
-            except Dead:
+            except BaseException:  # Dead, a broken sandbox, Ctrl-C: end this process too
                 worker.kill()
                 raise
             worker.kill()
 
     def _run_cells(self, worker: Worker, cell_seconds: float) -> dict | None:
         """Follow the cells; None if one had to be stopped (it is skipped next time)."""
-        current = None
+        current, seen = None, False
         while True:
             wait = min(cell_seconds, worker.seconds_left()) if current is not None else \
                 worker.seconds_left()
             try:
                 message = worker.receive(wait)
             except Dead as exc:
-                if current is None:
-                    raise Dead(f"the notebook's process could not start ({exc})") from None
+                if not seen:  # no notebook code has run yet: not the student's doing
+                    raise SandboxBroken(
+                        f"the sandbox ({self.settings.mode}) could not start Python: {exc}; "
+                        f"{worker.startup_error() or 'no error output'}. Is --memory "
+                        f"({self.settings.limits.memory_mb} MiB) too low?") from None
                 self._note(f"{self._cell(current)} stopped the notebook's process ({exc}); "
                            "the notebook was run again without it")
                 self.skip.add(current)
@@ -242,6 +246,7 @@ class _Run:
                            "notebook was run again without it")
                 self.skip.add(current)
                 return None
+            seen = True
             event = message.get("event")
             index = message.get("index")
             if event == "cell" and type(index) is int:
@@ -410,11 +415,16 @@ def grade(paths: list[str | Path], gradebook: str | Path, *, solutions: str | Pa
         if stop.is_set():
             return
         path, student = paths[index], students[index]
-        graded = _grade_one(path, snapshots[index], student, solutions, assignments[path.name],
-                            settings, book, force)
+        try:
+            graded = _grade_one(path, snapshots[index], student, solutions,
+                                assignments[path.name], settings, book, force)
+        except KeyboardInterrupt:
+            book.abandon(str(path.resolve()))  # stopped by the instructor, not by the notebook
+            raise
         with lock:
-            if stop.is_set():
-                return  # interrupted while this one ran: it is graded next time
+            if stop.is_set():  # interrupted while this one ran: it is graded next time
+                book.abandon(str(path.resolve()))
+                return
             book.save(graded)
             done[index] = graded
             book.write([done[i] for i in sorted(done)])
@@ -547,7 +557,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m lmcourse grade") 
               data_dir=args.data, echo=True)
     except KeyboardInterrupt:
         return 130
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, SandboxBroken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.gradebook}")

@@ -101,6 +101,11 @@ class Dead(Exception):
     """The notebook's process ended (or was killed) while the grader waited for it."""
 
 
+class SandboxBroken(RuntimeError):
+    """The worker died before running any notebook code: a problem of this machine or
+    of the limits (too little memory to start Python and torch), not of a submission."""
+
+
 class Worker:
     """One sandboxed process running one copy of a notebook (``worker.py``)."""
 
@@ -125,10 +130,14 @@ class Worker:
         if mode == "bwrap":
             command = self._bwrap(data_dir) + command
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            command, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=self._set_limits, close_fds=True)
+        # Until the worker hands its stderr to /dev/null (before any notebook code
+        # runs), start-up errors go to this log, for startup_error().
+        self.log = self.root / "worker.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                command, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, start_new_session=True, preexec_fn=self._set_limits,
+                close_fds=True)
         _ACTIVE.add(self)
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -197,6 +206,14 @@ class Worker:
         except wire.WireError as exc:
             self.kill()
             raise Dead(f"it wrote a message the grader cannot read ({exc})") from None
+
+    def startup_error(self) -> str:
+        """The last lines the worker wrote before the notebook started, if any."""
+        try:
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-3:])
 
     def seconds_left(self) -> float:
         return self.limits.notebook_seconds - (time.monotonic() - self.started)
