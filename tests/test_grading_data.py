@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from grading_helpers import run, text
+from grading_helpers import run, run_unguarded, text
 
 from lmcourse.data.tokenizers import GPT2_PATTERN, BPETokenizer
 from lmcourse.grading import get_exercise
@@ -183,5 +183,5 @@ def test_a_wrong_pair_with_the_right_form_gets_a_counting_hint():
     def reversed_pair(words, counts, new_id):
         (a, b), merged = _bpe_merge_step(words, counts, new_id)
         return (b, a), merged
-    result = run("bpe_merge_step", reversed_pair)
+    result = run_unguarded("bpe_merge_step", reversed_pair)  # it calls the reference
     assert not result.passed and "your pair" in text(result), str(result)

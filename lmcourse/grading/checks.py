@@ -14,29 +14,51 @@ matches, the feedback names that mistake and gives its hint. Otherwise the
 feedback says what differs (type, shape, dtype, NaN/inf, values) and what
 was expected. Feedback never contains the solution.
 
-Every call of the learner's code goes through ``safe_call.call_safely``, so
-``check()`` never raises because of the answer.
+Calling the answer is kept apart from judging it. An ``Answer`` calls the
+learner's function on given inputs and reports an ``Outcome`` made of plain
+values and strings (``safe_call.run_answer``); ``evaluate(exercise, answer,
+time_limit)`` builds the cases, computes the expected outputs and judges the
+outcomes. ``check()`` uses a ``LocalAnswer``, which runs the function in this
+process; the batch grader passes its own ``Answer``, which runs it in a
+sandboxed process, to the same ``evaluate``. ``check()`` never raises because
+of the answer.
+
+What in-kernel ``check()`` guards against, and what it does not. It is for
+honest self-study, and in-kernel cheating of one's own self-study is not a
+security boundary: anything in the learner's process can be patched by a
+determined learner. It does make the easy shortcuts fail rather than pass:
+a reference called while an answer runs raises inside the answer (the
+references are wrapped when registered, and the exercise modules' names
+rebound to the wrapped functions); the judging code looks names up in a
+private copy of this module's namespace, made at import time, so reassigning
+``checks._same_values`` (or ``checks.torch``) later changes nothing; and
+every output is made plain before it is judged, so a tensor subclass cannot
+answer the comparisons itself. The boundary is the batch grader
+(``python -m lmcourse grade``), which runs the student's code in a separate,
+sandboxed process and judges it in its own.
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
 import os
 import re
+import sys
+import threading
+import types
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
 from lmcourse.grading import learner_progress
+from lmcourse.grading.plain import tensors_in
 from lmcourse.grading.result import FAILED, NOT_ATTEMPTED, PASSED, CheckResult
-from lmcourse.grading.safe_call import (
-    Outcome,
-    call_safely,
-    describe_location,
-    raising_function,
-)
+from lmcourse.grading.safe_call import Outcome, run_answer
+
+# The comparisons, bound once: a cell that later reassigns torch.allclose does not
+# reach the checks (see the module docstring for what this is and is not).
+_allclose, _equal, _isfinite, _isnan = torch.allclose, torch.equal, torch.isfinite, torch.isnan
 
 DEFAULT_TIME_LIMIT = 5.0  # seconds per call of the learner's function
 SEED = 1234
@@ -120,9 +142,73 @@ class Exercise:
 REGISTRY: dict[str, Exercise] = {}
 
 
+class _Guard:
+    """Who may call a reference, or ``check()``, while ``check()`` grades an answer here.
+
+    While a check of a ``LocalAnswer`` runs, only the thread running it (the
+    judge) may: the learner's function runs in a worker thread, and neither it
+    nor a thread it starts is a judge. A reference called from there raises
+    inside the answer, so the answer fails and says why.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._checks = 0  # local checks in progress, in any thread
+        self._local = threading.local()  # .depth: how many checks this thread is judging
+
+    def inside_answer(self) -> bool:
+        """True in code that runs while a local check is in progress, outside its judge."""
+        return self._checks > 0 and getattr(self._local, "depth", 0) == 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self._checks += 1
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def leave(self) -> None:
+        self._local.depth -= 1
+        with self._lock:
+            self._checks -= 1
+
+
+_GUARD = _Guard()
+_REENTRY = ("check() was called from inside the answer being checked (or while another "
+            "check() is running); call check() only from a notebook cell")
+
+
+def _guarded_reference(reference: Callable, exercise_id: str) -> Callable:
+    """``reference``, refusing to run inside an answer that ``check()`` is grading."""
+    def guarded(*args, **kwargs):
+        if _GUARD.inside_answer():
+            raise RuntimeError(
+                f"your function called the reference solution of {exercise_id!r} (through "
+                "get_exercise(...).reference or lmcourse's own function): check() grades "
+                "your own code, so write the computation yourself")
+        return reference(*args, **kwargs)
+
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(guarded, name, getattr(reference, name, None))
+    guarded._lmcourse_reference = True
+    return guarded
+
+
 def register(exercise: Exercise) -> Exercise:
+    """Add ``exercise`` to the registry, its reference wrapped so that an answer cannot call it.
+
+    The module that registers the exercise, and the module that defines the
+    reference, get the wrapped function under every name that held the
+    original, so that importing the function does not skip the guard either.
+    """
     if exercise.id in REGISTRY:
         raise ValueError(f"exercise {exercise.id!r} is registered twice")
+    raw = exercise.reference
+    if not getattr(raw, "_lmcourse_reference", False):
+        exercise.reference = _guarded_reference(raw, exercise.id)
+        home = sys.modules.get(getattr(raw, "__module__", None) or "")
+        for namespace in (sys._getframe(1).f_globals, getattr(home, "__dict__", {})):
+            for name, value in list(namespace.items()):
+                if value is raw:
+                    namespace[name] = exercise.reference
     REGISTRY[exercise.id] = exercise
     return exercise
 
@@ -160,9 +246,14 @@ def _clone_inputs(value: Any) -> Any:
 
 def _unchanged(after: Any, before: Any) -> bool:
     """True if the inputs a call got are as they were: tensors equal, and lists,
-    tuples and dicts (a list of token ids, say) with the same items."""
+    tuples and dicts (a list of token ids, say) with the same items.
+
+    ``after`` is plain (``Outcome.inputs``), so comparing it runs none of the
+    answer's code.
+    """
     if isinstance(before, torch.Tensor):
-        return isinstance(after, torch.Tensor) and torch.equal(after, before)
+        return (isinstance(after, torch.Tensor) and after.dtype == before.dtype
+                and after.shape == before.shape and _equal(after, before))
     if isinstance(before, torch.Generator):
         return True  # each call gets its own copy (_clone_inputs); drawing from it is its use
     if isinstance(before, (tuple, list)):
@@ -177,14 +268,30 @@ def _unchanged(after: Any, before: Any) -> bool:
         return True
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
+def _changed_input(after: Any, case: Case) -> str | None:
+    """What kind of input the call changed in place ("tensor", "list"...), or None.
+
+    ``after`` is ``Outcome.inputs``; None means the answer did not report its
+    inputs, and they are not checked.
+    """
+    if after is None:
+        return None
+    if not (isinstance(after, tuple) and len(after) == 2 and isinstance(after[0], (tuple, list))
+            and isinstance(after[1], dict) and len(after[0]) == len(case.args)):
+        return "argument"
+    pairs = list(zip(after[0], case.args))
+    pairs += [(after[1].get(k), v) for k, v in case.kwargs.items()]
+    for got, given in pairs:
+        if not _unchanged(got, given):
+            if isinstance(given, torch.Tensor) or (isinstance(given, (tuple, list))
+                                                   and all(isinstance(g, torch.Tensor) for g in given)
+                                                   and given):
+                return "tensor"
+            return {list: "list", dict: "dict", tuple: "tuple"}.get(type(given), "argument")
+    return None
+
+
+_tensors = tensors_in
 
 
 def _input_dtype(case: Case) -> torch.dtype:
@@ -214,8 +321,18 @@ def _as_double(value: Any) -> torch.Tensor | None:
             return None
         return value.detach().to("cpu", torch.float64)
     if _is_number(value):
-        return torch.tensor(float(value), dtype=torch.float64)
+        try:
+            return torch.tensor(float(value), dtype=torch.float64)
+        except OverflowError:  # an int like 10**400: as a float, it is infinite
+            return torch.tensor(float("inf") if value > 0 else float("-inf"), dtype=torch.float64)
     return None
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    """The shape of a tensor or number (a number is 0-d), None for anything else."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    return () if _is_number(value) else None
 
 
 def _same_values(got: Any, expected: Any, dtype: torch.dtype, slack: float = 1.0) -> bool:
@@ -228,11 +345,14 @@ def _same_values(got: Any, expected: Any, dtype: torch.dtype, slack: float = 1.0
     if isinstance(expected, (tuple, list)):
         return (isinstance(got, (tuple, list)) and len(got) == len(expected)
                 and all(_same_values(g, e, dtype, slack) for g, e in zip(got, expected)))
+    # Shapes first: a wrong output may be large, and is never converted if it cannot match.
+    if _shape(got) is None or _shape(got) != _shape(expected):
+        return False
     a, b = _as_double(got), _as_double(expected)
-    if a is None or b is None or a.shape != b.shape:
+    if a is None or b is None:
         return False
     rtol, atol = _tolerances(dtype)
-    return torch.allclose(a, b, rtol=rtol * slack, atol=atol * slack, equal_nan=True)
+    return _allclose(a, b, rtol=rtol * slack, atol=atol * slack, equal_nan=True)
 
 
 def _type_name(value: Any) -> str:
@@ -295,7 +415,7 @@ def _blows_up(got: Any, expected: Any) -> bool:
     if isinstance(expected, (tuple, list)):
         return any(_blows_up(g, e) for g, e in zip(got, expected))
     a, b = _as_double(got), _as_double(expected)
-    return bool((~torch.isfinite(a) & torch.isfinite(b)).any())
+    return bool((~_isfinite(a) & _isfinite(b)).any())
 
 
 def _value_problem(got: Any, expected: Any, dtype: torch.dtype,
@@ -308,11 +428,11 @@ def _value_problem(got: Any, expected: Any, dtype: torch.dtype,
                 return f"{_item_name(names, index)}: {problem}"
         return None
     a, b = _as_double(got), _as_double(expected)
-    if (~torch.isfinite(a) & torch.isfinite(b)).any():
-        bad = "NaN" if torch.isnan(a).any() else "inf"
+    if (~_isfinite(a) & _isfinite(b)).any():
+        bad = "NaN" if _isnan(a).any() else "inf"
         return f"your result contains {bad} where the correct result is finite"
     rtol, atol = _tolerances(dtype)
-    if torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
+    if _allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
         return None
     if a.dim() == 0:
         return f"expected {b.item():.6g}, got {a.item():.6g}"
@@ -320,6 +440,59 @@ def _value_problem(got: Any, expected: Any, dtype: torch.dtype,
     worst = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
     return (f"wrong values: the largest difference is {err.max().item():.3g} at index "
             f"{worst} (expected {b[worst].item():.6g}, got {a[worst].item():.6g})")
+
+
+# ---------------------------------------------------------------------------
+# The answer under test
+
+
+class Answer(Protocol):
+    """The learner's function, as ``evaluate`` sees it: something that can call it.
+
+    Both methods get the call's own copies of the inputs and return an
+    ``Outcome`` of plain values (``lmcourse.grading.plain``) and strings; they
+    never raise because of the learner's code. ``LocalAnswer`` runs the
+    function in this process; the batch grader's runs it in a sandbox.
+    """
+
+    name: str | None  # the learner function's __name__, for messages
+
+    def call(self, args: tuple, kwargs: dict, time_limit: float) -> Outcome:
+        """``value``: ``plain(fn(*args, **kwargs))``; ``inputs``: ``(args, kwargs)``
+        as the call left them, plain, for noticing inputs changed in place."""
+        ...
+
+    def gradients(self, args: tuple, kwargs: dict, weight: torch.Tensor | None,
+                  time_limit: float) -> Outcome:
+        """``value``: None if the output is not a tensor that requires grad, else a
+        tuple of plain gradients (None where unused) with respect to the
+        floating-point tensors of ``(args, kwargs)``, in ``tensors_in`` order, of
+        ``out`` if ``weight`` is None, else of ``(out * weight).sum()``."""
+        ...
+
+
+def _name_of(fn: Any) -> str | None:
+    try:
+        name = getattr(fn, "__name__", None)
+    except BaseException:  # noqa: BLE001 - an object whose attributes raise
+        return None
+    return name if type(name) is str else None
+
+
+class LocalAnswer:
+    """An ``Answer`` for a function in this process, called in a worker thread
+    with a time limit (``safe_call.run_answer``)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.name = _name_of(fn)
+
+    def call(self, args: tuple, kwargs: dict, time_limit: float) -> Outcome:
+        return run_answer(self.fn, args, kwargs, time_limit)
+
+    def gradients(self, args: tuple, kwargs: dict, weight: torch.Tensor | None,
+                  time_limit: float) -> Outcome:
+        return run_answer(self.fn, args, kwargs, time_limit, gradients=True, weight=weight)
 
 
 # ---------------------------------------------------------------------------
@@ -342,9 +515,9 @@ class _CaseResult:
         An exception raised at the same place counts as one mistake even when
         its message quotes each case's sizes.
         """
-        if self.outcome is not None and self.outcome.exception is not None:
-            exc = self.outcome.exception
-            return f"{type(exc).__name__} at {describe_location(exc)}"
+        outcome = self.outcome
+        if outcome is not None and outcome.error_type and outcome.error_type != "AnswerError":
+            return f"{outcome.error_type} at {outcome.location or ''}"
         # "expected shape (4,), got (2,)" and "... (3,), got (1,)" are one mistake.
         return re.sub(r"[-+.\d]+", "#", self.message)
 
@@ -361,23 +534,38 @@ def _with_grad(case: Case) -> tuple[tuple, dict, list[torch.Tensor]]:
     return args, kwargs, leaves
 
 
+_INPLACE_HINTS = {
+    "tensor": ("Hint: in-place operations (x -= ..., x.exp_(), x[...] = ...) on the input "
+               "modify it; compute into new tensors"),
+    "list": ("Hint: list methods such as .clear(), .append(), .pop(), .sort() and item "
+             "assignment (a[i] = ...) change the caller's list; build a new list, or "
+             "work on a copy (list(a))"),
+    "dict": ("Hint: assigning, deleting or .update()-ing keys changes the caller's dict; "
+             "work on a copy (dict(d))"),
+}
+
+
+def _inplace_message(kind: str) -> str:
+    hint = _INPLACE_HINTS.get(kind, "Hint: work on a copy of the input and leave it as it was")
+    return (f"your function changed its input {kind} in place, so the caller's data "
+            f"would be corrupted. {hint}")
+
+
 class _Runner:
-    def __init__(self, exercise: Exercise, answer: Callable, time_limit: float):
+    def __init__(self, exercise: Exercise, answer: Answer, time_limit: float):
         self.ex = exercise
         self.answer = answer
         self.time_limit = time_limit
 
     def run_case(self, case: Case) -> _CaseResult:
         expected = self.ex.reference(*_clone_inputs(case.args), **_clone_inputs(case.kwargs))
-        args, kwargs = _clone_inputs(case.args), _clone_inputs(case.kwargs)
-        outcome = call_safely(self.answer, args, kwargs, self.time_limit)
+        outcome = self.answer.call(_clone_inputs(case.args), _clone_inputs(case.kwargs),
+                                   self.time_limit)
         if not outcome.ok:
             return _CaseResult(False, self._failure_message(outcome), outcome)
-        if not _unchanged((args, kwargs), (case.args, case.kwargs)):
-            return _CaseResult(False, self.ex.inplace_message or (
-                "your function changed its input tensor in place, so the caller's data "
-                "would be corrupted. Hint: in-place operations (x -= ..., x.exp_(), "
-                "x[...] = ...) on the input modify it; compute into new tensors"))
+        changed = _changed_input(outcome.inputs, case)
+        if changed:
+            return _CaseResult(False, self.ex.inplace_message or _inplace_message(changed))
         got = outcome.value
         dtype = _input_dtype(case)
         problem = _form_problem(got, expected, self.ex.output_names)
@@ -433,16 +621,8 @@ class _Runner:
         with torch.enable_grad():
             ref_grads = _backward(self.ex.reference(*args, **kwargs), leaves, weight)
 
-        args, kwargs, leaves = _with_grad(case)
-
-        def forward_backward():
-            with torch.enable_grad():
-                out = self.answer(*args, **kwargs)
-                if not isinstance(out, torch.Tensor) or not out.requires_grad:
-                    return None
-                return _backward(out, leaves, weight)
-
-        outcome = call_safely(forward_backward, time_limit=self.time_limit)
+        outcome = self.answer.gradients(_clone_inputs(case.args), _clone_inputs(case.kwargs),
+                                        weight, self.time_limit)
         if not outcome.ok:
             return _CaseResult(False, self._failure_message(outcome), outcome)
         if outcome.value is None:
@@ -452,14 +632,22 @@ class _Runner:
                 ".item(), .tolist(), .numpy(), torch.tensor(...) of computed values, "
                 "or torch.no_grad() all cut the graph"))
         dtype = _input_dtype(case)
-        for got, ref in zip(outcome.value, ref_grads):
+        grads = outcome.value
+        right = isinstance(grads, tuple) and len(grads) == len(ref_grads)
+        for got, ref in zip(grads if right else (), ref_grads):
+            if got is not None and not isinstance(got, torch.Tensor):
+                right = False
+                break
             ref = torch.zeros_like(got) if ref is None and got is not None else ref
             got = torch.zeros_like(ref) if got is None and ref is not None else got
             if got is not None and not _same_values(got, ref, dtype):
-                return _CaseResult(False, (
-                    "the values are right but the gradients are not: something in your "
-                    "computation blocks or changes the gradient (a .detach() or .data on a "
-                    "term that matters, or an in-place change of an intermediate)"))
+                right = False
+                break
+        if not right:
+            return _CaseResult(False, (
+                "the values are right but the gradients are not: something in your "
+                "computation blocks or changes the gradient (a .detach() or .data on a "
+                "term that matters, or an in-place change of an intermediate)"))
         return _CaseResult(True)
 
     def _failure_message(self, outcome: Outcome) -> str:
@@ -467,10 +655,9 @@ class _Runner:
         if outcome.kind == "time limit":
             text += (". Is there an endless loop, or a Python loop over every element "
                      "of a large tensor? The remaining cases were skipped")
-        if outcome.exception is not None:
-            error = str(outcome.exception)
+        if outcome.error_type and outcome.error_text:
             for fragment, hint in self.ex.error_hints.items():
-                if fragment in error:
+                if fragment in outcome.error_text:
                     text += f". Hint: {hint}"
                     break
         return text
@@ -499,11 +686,10 @@ def _which(names: list[str], total: int) -> str:
     return ", ".join(names)
 
 
-def _not_attempted(ex: Exercise, answer: Callable, first: Outcome, n_cases: int) -> CheckResult:
+def _not_attempted(ex: Exercise, name: str | None, first: Outcome, n_cases: int) -> CheckResult:
     message = ("Not attempted yet: replace the line raise NotImplementedError(...) in "
                "your function with your code, then run this check again.")
-    raiser = raising_function(first.exception) if first.exception else None
-    name = getattr(answer, "__name__", None)
+    raiser = first.raiser
     if raiser and name and raiser != name:
         # e.g. perplexity is written but calls cross_entropy, which is still a stub
         message = (f"Not attempted yet: your function calls {raiser}, which still raises "
@@ -514,14 +700,47 @@ def _not_attempted(ex: Exercise, answer: Callable, first: Outcome, n_cases: int)
     )
 
 
-def _run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckResult, bool]:
-    """The result, and whether the run was interrupted (Ctrl-C) before it finished."""
+def _max_score_or_zero(ex: Exercise) -> int:
+    try:
+        return ex.max_score
+    except Exception:  # the cases themselves cannot be built: there is no real number
+        return 0
+
+
+def _check_failed(ex: Exercise, exc: Exception) -> CheckResult:
+    """A bug in the check itself must not look like the learner's, nor drop the
+    exercise from a total: the result keeps the exercise's real max score."""
+    return CheckResult(
+        exercise=ex.id, title=ex.title, passed=False, score=0, max_score=_max_score_or_zero(ex),
+        feedback=[f"The check itself failed ({exc.__class__.__name__}: {exc}). This is "
+                  "a bug in lmcourse, not in your answer; please report it."])
+
+
+def evaluate(exercise: Exercise, answer: Answer, time_limit: float) -> tuple[CheckResult, bool]:
+    """Judge ``answer`` on every case of ``exercise``: the result, and whether the
+    run was interrupted (Ctrl-C) before it finished.
+
+    The judging uses only the plain values and strings of the answer's
+    outcomes, so the batch grader can pass an ``Answer`` that runs the
+    function in another process. A bug in the check becomes a result that says
+    so (with the real max score); it never raises because of the answer.
+    """
+    if _GUARD.inside_answer():
+        raise RuntimeError(_REENTRY)
+    local = isinstance(answer, LocalAnswer)
+    if local:  # the answer's code runs in this process: keep it from the references
+        _GUARD.enter()
+    try:
+        return _evaluate(exercise, answer, time_limit)
+    except Exception as exc:  # a bug in the check itself must not look like the learner's
+        return _check_failed(exercise, exc), False
+    finally:
+        if local:
+            _GUARD.leave()
+
+
+def _evaluate(ex: Exercise, answer: Answer, time_limit: float) -> tuple[CheckResult, bool]:
     cases = ex.build_cases()
-    if not callable(answer):
-        return CheckResult(
-            exercise=ex.id, title=ex.title, passed=False, score=0, max_score=len(cases),
-            feedback=[f"check() needs your function itself, but got {_type_name(answer)}. "
-                      "Pass the function's name without calling it."]), False
     runner = _Runner(ex, answer, time_limit)
     results: list[tuple[Case, _CaseResult]] = []
     stopped = ""
@@ -537,7 +756,7 @@ def _run_exercise(ex: Exercise, answer: Any, time_limit: float) -> tuple[CheckRe
     _consistent_mistakes(ex, [r for _, r in results])
     kinds = [r.outcome.kind if r.outcome else "ok" for _, r in results]
     if all(k == "not implemented" for k in kinds):
-        return _not_attempted(ex, answer, results[0][1].outcome, len(cases)), False
+        return _not_attempted(ex, answer.name, results[0][1].outcome, len(cases)), False
 
     score = sum(r.passed for _, r in results)
     passed = score == len(cases)
@@ -567,19 +786,11 @@ def _notes(first: _CaseResult) -> list[str]:
     return []
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Run PyTorch on one thread for the duration of a check, then restore.
-
-    The checks use tiny tensors: waking a pool of worker threads for each op
-    costs far more than the work (milliseconds per softmax on a busy machine).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def _not_a_function(ex: Exercise, answer: Any) -> CheckResult:
+    return CheckResult(
+        exercise=ex.id, title=ex.title, passed=False, score=0, max_score=_max_score_or_zero(ex),
+        feedback=[f"check() needs your function itself, but got {_type_name(answer)}. "
+                  "Pass the function's name without calling it."])
 
 
 def check(exercise_id: str, answer: Any, *, time_limit: float | None = None,
@@ -591,23 +802,77 @@ def check(exercise_id: str, answer: Any, *, time_limit: float | None = None,
     ``time_limit`` seconds per call), wrong types, shapes, dtypes and values
     all become feedback. An unknown ``exercise_id`` raises ``ValueError``
     listing the known ones, because that is a typo in the check cell, not a
-    mistake in the answer.
+    mistake in the answer; so does a ``check()`` called from inside the
+    function being checked (``RuntimeError``), which then fails that answer.
 
     With ``record=True`` the best score is saved to the progress file (see
     ``progress()``).
     """
+    if _GUARD.inside_answer():
+        raise RuntimeError(_REENTRY)
     ex = get_exercise(exercise_id)
     limit = _default_time_limit() if time_limit is None else float(time_limit)
-    try:
-        with _one_thread():
-            result, interrupted = _run_exercise(ex, answer, limit)
-    except Exception as exc:  # a bug in the check itself must not look like the learner's
-        return CheckResult(
-            exercise=ex.id, title=ex.title, passed=False, score=0, max_score=0,
-            feedback=[f"The check itself failed ({exc.__class__.__name__}: {exc}). This is "
-                      "a bug in lmcourse, not in your answer; please report it."])
+    if not callable(answer):
+        result, interrupted = _not_a_function(ex, answer), False
+    else:
+        # The checks use tiny tensors: waking a pool of torch threads for each op
+        # costs far more than the work (milliseconds per softmax on a busy machine).
+        # The setting is process-wide, so the worker thread running the answer has it too.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            result, interrupted = evaluate(ex, LocalAnswer(answer), limit)
+        finally:
+            torch.set_num_threads(threads)
     if record and not interrupted:
         note = learner_progress.record(result)
         if note:
             result.feedback.append(note)
     return result
+
+
+# ---------------------------------------------------------------------------
+# Sealing: the judging code looks its names up in a private copy of this namespace
+
+
+def _sealed(namespace: dict) -> dict:
+    """A copy of ``namespace`` whose functions, and the methods of its classes, look
+    their global names up in the copy instead of the module.
+
+    After this, ``checks._same_values = lambda *a, **k: True`` (or
+    ``checks.torch = ...``) in a learner's cell rebinds the module attribute
+    only: ``check()`` and everything it calls keep the functions bound here.
+    Only code written in this file is rebound; the registry and other shared
+    objects are the same objects in both.
+    """
+    private = dict(namespace)
+
+    def rebind(fn: types.FunctionType) -> types.FunctionType:
+        if fn.__code__.co_filename != __file__:
+            return fn  # made elsewhere (a dataclass's __init__): nothing of ours to look up
+        new = types.FunctionType(fn.__code__, private, fn.__name__, fn.__defaults__,
+                                 fn.__closure__)
+        new.__kwdefaults__ = fn.__kwdefaults__
+        new.__qualname__, new.__doc__, new.__module__ = fn.__qualname__, fn.__doc__, fn.__module__
+        new.__annotations__ = fn.__annotations__
+        return new
+
+    for name, value in namespace.items():
+        if isinstance(value, types.FunctionType) and value.__module__ == __name__:
+            private[name] = rebind(value)
+        elif isinstance(value, type) and value.__module__ == __name__:
+            for attr, member in list(vars(value).items()):
+                if isinstance(member, types.FunctionType):
+                    setattr(value, attr, rebind(member))
+                elif isinstance(member, property):
+                    setattr(value, attr, property(
+                        *(rebind(f) if isinstance(f, types.FunctionType) else f
+                          for f in (member.fget, member.fset, member.fdel)), member.__doc__))
+                elif isinstance(member, (staticmethod, classmethod)) and isinstance(
+                        member.__func__, types.FunctionType):
+                    setattr(value, attr, type(member)(rebind(member.__func__)))
+    return private
+
+
+globals().update({name: value for name, value in _sealed(globals()).items()
+                  if isinstance(value, types.FunctionType)})

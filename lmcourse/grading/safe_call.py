@@ -1,24 +1,44 @@
 """Run a learner's function so that nothing it does can break the check.
 
-``call_safely(fn, args, kwargs, time_limit)`` always returns an ``Outcome``:
-the value, or a description of what went wrong (an exception, ``sys.exit()``,
-Ctrl-C, ``NotImplementedError``, or running past the time limit). It never
-raises because of ``fn``.
+``run_answer(fn, args, kwargs, time_limit)`` always returns an ``Outcome``:
+the value made plain (``lmcourse.grading.plain``) and the inputs as the call
+left them, or a description of what went wrong (an exception, ``sys.exit()``,
+Ctrl-C, ``NotImplementedError``, an output that cannot be read, or running
+past the time limit). With ``gradients=True`` it also differentiates the
+output, for the gradient check. It never raises because of ``fn``, and
+everything it reports about a failure is plain text (``error_type``,
+``error_text``, ``location``, ``raiser``) filled in where the failure
+happened, so the judging code never touches the learner's objects. The
+batch grader runs this function inside the sandboxed process that holds the
+student's code and sends the ``Outcome`` back; ``check()`` runs it in the
+learner's own kernel. ``call_safely`` is the same without ``plain``: it
+returns the function's value as it is.
 
-The time limit works in-process, so the Jupyter kernel survives an endless
-loop: a watchdog thread waits ``time_limit`` seconds and then asks the
-interpreter to raise ``TimeLimitExceeded`` in the calling thread
-(``PyThreadState_SetAsyncExc``, the same mechanism as Ctrl-C). The interpreter
-delivers it at its next bytecode boundary, which interrupts any pure-Python
-loop, even the one-line ``while True: pass``. We use this rather than a
-``sys.settrace`` deadline because the tracer sees no line event in a loop that
-jumps back to its own line (Python 3.11), and because it leaves debuggers and
-coverage tools untouched.
+How the time limit works, in-process so that the Jupyter kernel survives an
+endless loop: the function runs in a worker thread (a daemon) while the
+calling thread waits for it with a timeout. On time-out the caller asks the
+interpreter to raise ``TimeLimitExceeded`` in the worker
+(``PyThreadState_SetAsyncExc``, the mechanism behind Ctrl-C), and in any
+thread the function started during the call, a few times over half a second;
+the interpreter delivers it at the thread's next bytecode boundary, which
+stops any pure-Python loop, even ``while True: pass``. The calling thread
+itself never receives an asynchronous exception, so a shot can never land in
+the checking code. Ctrl-C arrives in the waiting caller as
+``KeyboardInterrupt``: it stops the worker the same way and becomes the
+"interrupt" outcome.
 
-Limits, stated plainly: a single long-running C call (a huge matrix multiply,
-``time.sleep``) cannot be interrupted, so it is stopped when it returns and
-reported as too slow; and code that swallows every exception with a bare
-``except:`` inside an endless loop can swallow this one too.
+Limits, stated plainly: a long call into C (``time.sleep``, a huge matrix
+multiply, waiting on a lock) cannot be interrupted; nor can a loop that
+catches every exception, ``BaseException`` included. After half a second of
+trying, such a worker is abandoned: the check reports the time limit and
+goes on, while the abandoned thread finishes in the background (it stops at
+its next bytecode once the C call returns). Restart the kernel if one keeps
+the notebook busy.
+
+None of this is a security boundary. Anything in the learner's own process
+can be patched by a determined learner; in-kernel ``check()`` is for honest
+self-study. The boundary is the batch grader (``python -m lmcourse grade``),
+which runs the student's code in a separate, sandboxed process.
 """
 from __future__ import annotations
 
@@ -31,7 +51,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from lmcourse.grading.plain import AnswerError, plain, tensors_in
+
 GRADING_DIR = Path(__file__).resolve().parent
+
+# After a time-out: how many times, and how often, to raise TimeLimitExceeded in the
+# answer's threads before giving up on them (a loop stops at the first shot; a shot
+# can be lost in a thread that is between two calls into C).
+_SHOTS = 20
+_SHOT_GAP = 0.025  # seconds
 
 
 class TimeLimitExceeded(BaseException):
@@ -48,7 +78,17 @@ class Outcome:
 
     ``kind`` is one of: "ok", "not implemented", "exception", "time limit",
     "exit" (``sys.exit()``), "interrupt" (Ctrl-C). ``message`` describes a
-    failure in words, with the learner's line of code where we found it.
+    failure in words, with the learner's line of code where we found it, so
+    that "your function {message}" reads as a sentence.
+
+    For an exception: ``error_type`` is its class name ("ValueError"),
+    ``error_text`` its message, ``location`` where it was raised (the
+    learner's line, as ``describe_location`` gives it) and ``raiser`` the
+    learner's function that raised it (see ``raising_function``). These are
+    plain strings, safe to send between processes; judging uses only them.
+    ``exception`` keeps the live exception for local use (it is None when the
+    outcome came from another process). ``inputs`` is ``(args, kwargs)`` as
+    the call left them, made plain, for noticing inputs changed in place.
     """
 
     kind: str
@@ -56,90 +96,250 @@ class Outcome:
     message: str = ""
     exception: BaseException | None = None
     seconds: float = 0.0
+    error_type: str | None = None
+    error_text: str | None = None
+    location: str | None = None
+    raiser: str | None = None
+    inputs: Any = None
 
     @property
     def ok(self) -> bool:
         return self.kind == "ok"
 
 
-def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
+# ---------------------------------------------------------------------------
+# Calling the function in a worker thread
+
+
+def _async_raise(thread_id: int | None, exc_type: type[BaseException] | None) -> None:
     """Ask the interpreter to raise ``exc_type`` in another thread (None clears)."""
+    if thread_id is None:
+        return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None
     )
 
 
-class _Watchdog:
-    """Raise ``TimeLimitExceeded`` in the starting thread once, after ``seconds``."""
+class _AnswerThread(threading.Thread):
+    """The worker thread of one call; its class tells it apart from the answer's own threads."""
 
-    def __init__(self, seconds: float):
-        self._target = threading.get_ident()
-        self._done = threading.Event()
-        self._lock = threading.Lock()  # makes "check done, then fire" one step
-        self._fired = False
-        self._thread = threading.Thread(target=self._run, args=(seconds,), daemon=True)
-        self._thread.start()
 
-    def _run(self, seconds: float) -> None:
-        if self._done.wait(seconds):
-            return
-        with self._lock:
-            if not self._done.is_set():
-                _async_raise(self._target, TimeLimitExceeded)
-                self._fired = True
+class _Call:
+    """One call of the learner's code in a worker thread, and what became of it."""
 
-    def stop(self) -> None:
-        """Stop the watchdog; safe to call twice. Clears a shot not yet delivered."""
-        with self._lock:
-            self._done.set()
-        self._thread.join()
-        if self._fired:
-            _async_raise(self._target, None)
+    def __init__(self, work: Callable[[], tuple[Any, Any]]):
+        self.work = work
+        self.lock = threading.Lock()  # makes "is it still running? then shoot" one step
+        self.finished = False  # set under the lock once no more shots may come
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        self.thread = _AnswerThread(target=self._run, name="lmcourse-answer", daemon=True)
+
+    def _run(self) -> None:
+        outcome = None
+        try:
+            outcome = _outcome_of(self.work)
+        except BaseException:  # noqa: BLE001 - a shot delivered while describing a failure
+            pass  # outcome None: reported as the time limit
+        while True:
+            try:
+                with self.lock:
+                    self.finished = True
+                    _async_raise(threading.get_ident(), None)  # a shot fired, not yet delivered
+                break
+            except BaseException:  # noqa: BLE001 - that shot, delivered just now: retry
+                continue
+        self.outcome = outcome
+        self.done.set()
+
+
+def _outcome_of(work: Callable[[], tuple[Any, Any]]) -> Outcome:
+    """Run ``work`` (in the worker) and describe what happened, in plain text."""
+    start = time.perf_counter()
+    try:
+        value, inputs = work()
+    except TimeLimitExceeded:
+        return Outcome("time limit", seconds=time.perf_counter() - start)
+    except AnswerError as exc:  # plain() could not read the output; its message is ours
+        text = _text(str, exc)
+        return Outcome("exception", message=text, exception=exc, error_type="AnswerError",
+                       error_text=text, seconds=time.perf_counter() - start)
+    except BaseException as exc:  # noqa: BLE001 - anything the answer raises becomes feedback
+        return _failure(exc, time.perf_counter() - start)
+    return Outcome("ok", value=value, inputs=inputs, seconds=time.perf_counter() - start)
+
+
+def _failure(exc: BaseException, seconds: float) -> Outcome:
+    """The outcome of an exception, every text read from it safely (its ``__str__``
+    may raise, even ``SystemExit``)."""
+    fields = dict(exception=exc, seconds=seconds,
+                  error_type=_text(lambda: type(exc).__name__),
+                  error_text=_text(str, exc)[:2000],
+                  location=_safe(describe_location, exc, default=""),
+                  raiser=_safe(raising_function, exc))
+    if isinstance(exc, NotImplementedError):
+        return Outcome("not implemented", message=f"raised {describe_exception(exc)}", **fields)
+    if isinstance(exc, SystemExit):
+        where = f" ({fields['location']})" if fields["location"] else ""
+        return Outcome("exit", message=f"called exit() or sys.exit(){where}; a function "
+                                       "should return its result instead", **fields)
+    if isinstance(exc, KeyboardInterrupt):
+        return Outcome("interrupt", message="was interrupted (Ctrl-C or the notebook's "
+                                            "stop button)", **fields)
+    return Outcome("exception", message=f"raised {describe_exception(exc)}", **fields)
+
+
+def _stop(call: _Call, before: set[int | None]) -> None:
+    """Raise TimeLimitExceeded in the worker and in the threads the answer started
+    (those alive now but not before the call), until they end or we give up."""
+    strays: dict[int, threading.Thread] = {}
+    for _ in range(_SHOTS):
+        with call.lock:
+            if not call.finished:
+                _async_raise(call.thread.ident, TimeLimitExceeded)
+        for thread in threading.enumerate():
+            if (thread.ident not in before and not isinstance(thread, _AnswerThread)
+                    and not isinstance(thread, threading._DummyThread) and thread.is_alive()):
+                strays[thread.ident] = thread
+                _async_raise(thread.ident, TimeLimitExceeded)
+        if call.done.wait(_SHOT_GAP):
+            if not any(t.is_alive() for t in strays.values()):
+                return
+            time.sleep(_SHOT_GAP)
+    # A thread still alive now is blocked in C, an idle pool thread say: take back the
+    # shot, so that it does not fire whenever the thread next runs. (The worker keeps
+    # its shot: if it is stuck in a C call, that stops it as soon as the call returns.)
+    for thread in strays.values():
+        if thread.is_alive():
+            _async_raise(thread.ident, None)
+
+
+def _run_in_worker(work: Callable[[], tuple[Any, Any]], time_limit: float) -> Outcome:
+    before = {t.ident for t in threading.enumerate()}
+    call = _Call(work)
+    start = time.perf_counter()
+    interrupted = finished = False
+    try:
+        call.thread.start()
+        finished = call.done.wait(time_limit)
+    except KeyboardInterrupt:  # Ctrl-C while we wait: stop the answer, report it
+        interrupted = True
+    if not finished:
+        try:
+            _stop(call, before)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop trying at once
+            interrupted = True
+    seconds = time.perf_counter() - start
+    if interrupted:
+        return Outcome("interrupt", seconds=seconds,
+                       message="was interrupted (Ctrl-C or the notebook's stop button)")
+    if not finished:
+        if not call.done.is_set():
+            return Outcome("time limit", seconds=seconds, message=(
+                f"took longer than {time_limit:g} s and could not be stopped (a long call "
+                "into C code, or a loop that catches every exception?); it may still be "
+                "running in the background: restart the kernel if the notebook stays slow"))
+        return Outcome("time limit", seconds=seconds,
+                       message=f"took longer than {time_limit:g} s and was stopped")
+    outcome = call.outcome
+    if outcome is None or outcome.kind == "time limit":  # cannot happen without a shot
+        return Outcome("time limit", seconds=seconds,
+                       message=f"took longer than {time_limit:g} s and was stopped")
+    if outcome.seconds > time_limit:
+        return Outcome("time limit", seconds=outcome.seconds,
+                       message=f"took {outcome.seconds:.1f} s, more than the "
+                               f"{time_limit:g} s allowed")
+    return outcome
 
 
 def call_safely(
     fn: Callable, args: tuple = (), kwargs: dict | None = None, time_limit: float = 5.0
 ) -> Outcome:
-    """Call ``fn(*args, **kwargs)`` with a time limit; report, never raise."""
+    """Call ``fn(*args, **kwargs)`` with a time limit; report, never raise.
+
+    The value is returned as it is (not made plain), and ``inputs`` is not set.
+    """
     kwargs = kwargs or {}
-    start = time.perf_counter()
-    watchdog = _Watchdog(time_limit)
+    grad_mode = torch.is_grad_enabled()  # grad mode is per thread: carry the caller's over
+
+    def work():
+        with torch.set_grad_enabled(grad_mode):
+            return fn(*args, **kwargs), None
+
+    return _run_in_worker(work, time_limit)
+
+
+def _gradients(out: Any, leaves: list[torch.Tensor], weight: torch.Tensor | None):
+    """Gradients of ``out`` (times ``weight``, summed) with respect to ``leaves``,
+    or None if ``out`` is not a tensor connected to autograd."""
+    if not issubclass(type(out), torch.Tensor):
+        return None
+    with torch._C.DisableTorchFunction():  # differentiate the values, not a subclass's story
+        out = torch.Tensor.as_subclass(out, torch.Tensor)
+    if not out.requires_grad:
+        return None
+    loss = out if weight is None else (out * weight).sum()
+    return torch.autograd.grad(loss, leaves, allow_unused=True)
+
+
+def run_answer(fn: Callable, args: tuple, kwargs: dict, time_limit: float, *,
+               gradients: bool = False, weight: torch.Tensor | None = None) -> Outcome:
+    """Call the learner's ``fn(*args, **kwargs)`` with a time limit; report, never raise.
+
+    ``args`` and ``kwargs`` are the call's own copies: the function may change
+    them, and ``Outcome.inputs`` says how it left them (plain). The value is
+    ``plain(output)``; an output that cannot be made plain is the "exception"
+    outcome with ``error_type`` "AnswerError".
+
+    With ``gradients=True`` the floating-point tensors of ``(args, kwargs)``
+    (in ``tensors_in`` order) are made to require gradients, and the value is
+    a tuple of plain gradients (None where unused) of ``out`` if ``weight``
+    is None, else of ``(out * weight).sum()``; or None if the output is not a
+    tensor connected to autograd. Forward and backward both run in the worker
+    thread under ``torch.enable_grad()`` (grad mode is per thread).
+    """
+    grad_mode = torch.is_grad_enabled()
+
+    def work():
+        if not gradients:
+            with torch.set_grad_enabled(grad_mode):
+                out = fn(*args, **kwargs)
+            return plain(out), _inputs_after(args, kwargs)
+        leaves = [t.requires_grad_() for t in tensors_in((args, kwargs)) if t.is_floating_point()]
+        with torch.enable_grad():
+            grads = _gradients(fn(*args, **kwargs), leaves, weight)
+        return (None if grads is None else plain(tuple(grads))), _inputs_after(args, kwargs)
+
+    return _run_in_worker(work, time_limit)
+
+
+def _inputs_after(args: tuple, kwargs: dict) -> Any:
     try:
-        try:
-            value = fn(*args, **kwargs)
-        finally:
-            watchdog.stop()
-    except TimeLimitExceeded:
-        # The shot can land just after fn returned, inside stop(): stop again
-        # (idempotent), so no second shot can be pending when we leave.
-        watchdog.stop()
-        return Outcome("time limit", seconds=time.perf_counter() - start,
-                       message=f"took longer than {time_limit:g} s and was stopped")
-    except NotImplementedError as exc:
-        return Outcome("not implemented", exception=exc,
-                       seconds=time.perf_counter() - start,
-                       message=f"raised {describe_exception(exc)}")
-    except SystemExit as exc:
-        where = describe_location(exc)
-        where = f" ({where})" if where else ""
-        return Outcome("exit", exception=exc, seconds=time.perf_counter() - start,
-                       message=f"called exit() or sys.exit(){where}; "
-                               "a function should return its result instead")
-    except KeyboardInterrupt as exc:
-        return Outcome("interrupt", exception=exc, seconds=time.perf_counter() - start,
-                       message="was interrupted (Ctrl-C or the notebook's stop button)")
-    except BaseException as exc:  # noqa: BLE001 - anything the answer raises becomes feedback
-        return Outcome("exception", exception=exc, seconds=time.perf_counter() - start,
-                       message=f"raised {describe_exception(exc)}")
-    seconds = time.perf_counter() - start
-    if seconds > time_limit:  # a long C call that could not be interrupted
-        return Outcome("time limit", seconds=seconds,
-                       message=f"took {seconds:.1f} s, more than the {time_limit:g} s allowed")
-    return Outcome("ok", value=value, seconds=seconds)
+        return plain((args, kwargs))
+    except AnswerError as exc:
+        raise AnswerError(f"changed its inputs in place into something check() cannot read "
+                          f"({exc})") from None
 
 
 # ---------------------------------------------------------------------------
 # Describing an exception in one line
+
+
+def _safe(fn: Callable, *args: Any, default: Any = None) -> Any:
+    """``fn(*args)``, or ``default`` if it raises anything at all (a learner's
+    ``__str__`` may raise, even ``SystemExit``)."""
+    try:
+        return fn(*args)
+    except TimeLimitExceeded:
+        raise  # a __str__ that loops forever: let the time limit report it
+    except BaseException:  # noqa: BLE001 - describing a failure must not fail
+        return default
+
+
+def _text(fn: Callable, *args: Any) -> str:
+    """``fn(*args)`` as text, whatever the learner's objects do when printed."""
+    return _safe(lambda: str(fn(*args)),
+                 default="(a message that cannot be printed: its __str__ raised an exception)")
 
 
 def _library_dirs() -> tuple[str, ...]:
@@ -152,9 +352,18 @@ _LIBRARY_DIRS = _library_dirs()
 
 
 def _is_learner_frame(filename: str) -> bool:
-    """True for code the learner wrote: not ours, not the standard library or torch."""
+    """True for code the learner wrote: not ours, not the standard library or torch.
+
+    A notebook cell is a file like ``/tmp/ipykernel_123/456.py`` (ipykernel) or
+    the pseudo-file ``<ipython-input-3-...>`` (older IPython). Other
+    pseudo-files, ``<frozen os>`` or ``<frozen _sitebuiltins>`` (where
+    ``exit()`` raises) and ``<string>``, are the interpreter's.
+    """
+    name = str(filename)
+    if name.startswith("<"):
+        return name.startswith("<ipython-input-")
     try:
-        path = str(Path(filename).resolve())
+        path = str(Path(name).resolve())
     except (OSError, ValueError):
         return True
     if path.startswith(str(GRADING_DIR)):
@@ -165,7 +374,7 @@ def _is_learner_frame(filename: str) -> bool:
 def raising_function(exc: BaseException) -> str | None:
     """Name of the learner's function in which ``exc`` was raised, if any."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_learner_frame(f.filename)]
-    return frames[-1].name if frames else None
+    return str(frames[-1].name) if frames else None
 
 
 def describe_location(exc: BaseException) -> str:
@@ -183,12 +392,13 @@ def describe_location(exc: BaseException) -> str:
 
 
 def describe_exception(exc: BaseException, max_chars: int = 300) -> str:
-    """``"ValueError: bad shape (line 4 in softmax: `...`)"``, kept short."""
-    text = str(exc).strip().splitlines()
+    """``"ValueError: bad shape (line 4 in softmax: `...`)"``, kept short; never raises
+    because of the exception (its ``__str__`` may raise)."""
+    text = _text(str, exc).strip().splitlines()
     message = text[0] if text else ""
     if len(message) > max_chars:
         message = message[: max_chars - 3] + "..."
-    name = type(exc).__name__
+    name = _text(lambda: type(exc).__name__)
     head = f"{name}: {message}" if message else name
-    where = describe_location(exc)
+    where = _safe(describe_location, exc, default="")
     return f"{head} ({where})" if where else head
