@@ -189,9 +189,29 @@ def _failure(exc: BaseException, seconds: float) -> Outcome:
     return Outcome("exception", message=f"raised {describe_exception(exc)}", **fields)
 
 
+def _quiet_when_stopped() -> None:
+    """Make ``threading.excepthook`` pass over the threads we stop on purpose.
+
+    A thread the answer started ends with the ``TimeLimitExceeded`` we raised in
+    it; without this, each would print "Exception in thread ..." under the
+    notebook cell. Other exceptions go to the hook as before.
+    """
+    hook = threading.excepthook
+    if getattr(hook, "_lmcourse_quiet", False):
+        return
+
+    def excepthook(args):
+        if not (isinstance(args.exc_type, type) and issubclass(args.exc_type, TimeLimitExceeded)):
+            hook(args)
+
+    excepthook._lmcourse_quiet = True
+    threading.excepthook = excepthook
+
+
 def _stop(call: _Call, before: set[int | None]) -> None:
     """Raise TimeLimitExceeded in the worker and in the threads the answer started
     (those alive now but not before the call), until they end or we give up."""
+    _quiet_when_stopped()
     strays: dict[int, threading.Thread] = {}
     for _ in range(_SHOTS):
         with call.lock:
