@@ -276,16 +276,17 @@ def _changed_input(after: Any, case: Case) -> str | None:
     """
     if after is None:
         return None
-    if not (isinstance(after, tuple) and len(after) == 2 and isinstance(after[0], (tuple, list))
+    if not (isinstance(after, (tuple, list)) and len(after) == 2
+            and isinstance(after[0], (tuple, list))
             and isinstance(after[1], dict) and len(after[0]) == len(case.args)):
         return "argument"
     pairs = list(zip(after[0], case.args))
     pairs += [(after[1].get(k), v) for k, v in case.kwargs.items()]
     for got, given in pairs:
         if not _unchanged(got, given):
-            if isinstance(given, torch.Tensor) or (isinstance(given, (tuple, list))
-                                                   and all(isinstance(g, torch.Tensor) for g in given)
-                                                   and given):
+            tensors = isinstance(given, (tuple, list)) and given and all(
+                isinstance(g, torch.Tensor) for g in given)  # clip_grad_norm's list of grads
+            if isinstance(given, torch.Tensor) or tensors:
                 return "tensor"
             return {list: "list", dict: "dict", tuple: "tuple"}.get(type(given), "argument")
     return None
