@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from hostile_class import NAME, make_class, submission_paths  # noqa: E402
+from hostile_class import MAX, NAME, make_class, points, submission_paths  # noqa: E402
 
 import nbformat  # noqa: E402
 
@@ -51,6 +51,23 @@ def run_plainly(paths: list[Path], cell_seconds: float) -> float:
     return time.perf_counter() - start
 
 
+def print_table(rows, expected) -> None:
+    """Each submission: what it tried, whether the grader handled it, undue points."""
+    got = {(r.student, r.exercise): r.score for r in rows}
+    print(f"| submission | tried | points (expected) | handled | undue points |")
+    print("|---|---|---|---|---|")
+    for student, exp in expected.items():
+        score = sum(got[student, e] for e in MAX)
+        want = [points(exp.scores, e) for e in MAX]
+        partial = "partial" in want
+        total = None if partial else sum(want)
+        handled = all((0 < got[student, e] < 2 * MAX[e]) if w == "partial" else got[student, e] == w
+                      for e, w in zip(MAX, want))
+        undue = 0 if partial else max(0, score - total)
+        print(f"| {student} | {exp.kind} | {score} ({'some' if partial else total}) | "
+              f"{'yes' if handled else 'NO'} | {undue} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sandbox", default="auto")
@@ -68,9 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         safe = [p for p in paths if not expected[p.parent.name].bwrap_only
                 and p.parent.name not in ("kills_parent",)]
         start = time.perf_counter()
-        grade(paths, root / "gradebook.csv", limits=limits, sandbox=mode)
+        rows = grade(paths, root / "gradebook.csv", limits=limits, sandbox=mode)
         graded = time.perf_counter() - start
         plain = run_plainly(safe, limits.cell_seconds)
+    print_table(rows, {s: e for s, e in expected.items() if mode == "bwrap" or not e.bwrap_only})
     print(f"{len(paths)} submissions of {NAME}, sandbox: {mode}")
     print(f"  graded (sandboxed, scored twice)  {graded:7.1f} s  {graded / len(paths):5.2f} s each")
     print(f"  executed plainly ({len(safe)}, nbclient) {plain:7.1f} s  {plain / len(safe):5.2f} s each")

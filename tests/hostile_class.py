@@ -108,8 +108,8 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
     add("bo", EXERCISE, ZERO)
     add("cy", mixed(softmax=True, perplexity=True),
         {"softmax": "full", "cross_entropy": 0, "perplexity": 0})  # perplexity needs cross_entropy
-    naive = SOLUTION[_function(SOLUTION, "softmax")].split("### BEGIN SOLUTION")[0] + (
-        "    return torch.exp(x) / torch.exp(x).sum(dim=dim, keepdim=True)\n")
+    naive = SOLUTION[_function(SOLUTION, "softmax")].split("### BEGIN SOLUTION")[0].rstrip() + (
+        "\n    return torch.exp(x) / torch.exp(x).sum(dim=dim, keepdim=True)\n")
     cells = list(SOLUTION)
     cells[_function(cells, "softmax")] = naive
     add("di", cells, {"softmax": "partial", "cross_entropy": "full", "perplexity": "full"})
@@ -184,7 +184,7 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
         "    os.setsid()\n"
         "    if os.fork() == 0:\n"
         f"        subprocess.Popen(['sleep', '{SLEEPER}'], start_new_session=True)\n"
-        "        time.sleep(4)\n"
+        "        time.sleep(2)\n"
         "        try:\n"
         "            open(book, 'w').write('student,notebook,exercise,score,max_score,status\\n'"
         "'ada,x,softmax,0,12,failed\\n')\n"
@@ -207,13 +207,16 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
         "    if cell['cell_type'] == 'code' and 'def ' in ''.join(cell['source']):\n"
         "        exec(''.join(cell['source']))")), ZERO, "runs a classmate's code from ../")
     add("home_writer", with_cell(SOLUTION, (
-        "import os, pathlib\n"
-        f"for target in [pathlib.Path({str(instructor_home)!r}) / '.lmcourse' / 'progress.json',"
-        " pathlib.Path.home() / '.lmcourse' / 'progress.json']:\n"
-        "    try:\n        target.parent.mkdir(parents=True, exist_ok=True)\n"
-        "        target.write_text('{\"hacked\": true}')\n"
-        "    except OSError:\n        pass")), FULL, "overwrites the instructor's progress file",
-        bwrap_only=True)
+        "import pathlib\n"
+        "target = pathlib.Path.home() / '.lmcourse' / 'progress.json'\n"
+        "target.parent.mkdir(parents=True, exist_ok=True)\n"
+        "target.write_text('{\"hacked\": true}')")), FULL,
+        "overwrites ~/.lmcourse/progress.json")
+    add("writes_instructor_file", with_cell(SOLUTION, (
+        f"import pathlib\ntarget = pathlib.Path({str(instructor_home)!r}) / '.lmcourse' / "
+        "'progress.json'\n"
+        "try:\n    target.write_text('{\"hacked\": true}')\nexcept OSError:\n    pass")), FULL,
+        "overwrites the instructor's progress file by absolute path", bwrap_only=True)
     add("kills_parent", with_cell(SOLUTION, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
         FULL, "kills its parent process", bwrap_only=True)
     add("endless_cell", with_cell(SOLUTION, "while True:\n    pass", at=5), FULL,

@@ -231,7 +231,8 @@ class _Run:
             except Dead as exc:
                 if not seen:  # no notebook code has run yet: not the student's doing
                     raise SandboxBroken(
-                        f"the sandbox ({self.settings.mode}) could not start Python: {exc}; "
+                        f"the sandbox ({self.settings.mode}) could not start Python for "
+                        f"{self.path}: {exc}; "
                         f"{worker.startup_error() or 'no error output'}. Is --memory "
                         f"({self.settings.limits.memory_mb} MiB) too low?") from None
                 self._note(f"{self._cell(current)} stopped the notebook's process ({exc}); "

@@ -226,7 +226,8 @@ class Worker:
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
             return f"its process was killed by signal {name}"
-        return f"its process exited with code {code}"
+        error = self.startup_error()  # the worker's own last words, if it failed itself
+        return f"its process exited with code {code}" + (f": {error[-300:]}" if error else "")
 
     # -- ending ------------------------------------------------------------
 

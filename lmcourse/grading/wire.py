@@ -3,8 +3,9 @@
 The batch grader sends a case's inputs to the process that runs a student's
 notebook and reads back what the student's function returned. What comes
 back is written by code the grader does not trust, so it is never unpickled:
-``encode`` turns plain values (None, bool, int, float, str, list, tuple,
-dict, dense CPU tensors, ``torch.Generator``) into JSON, and ``decode``
+``encode`` turns plain values (None, bool, int, float, complex, str, bytes,
+list, tuple, dict, dense CPU tensors, dtypes, devices, ``torch.Generator``:
+what ``plain.plain`` returns) into JSON, and ``decode``
 rebuilds them from JSON alone, checking every field and refusing anything
 else or anything too large with ``WireError``. A decoded tensor is always a
 plain ``torch.Tensor``: no subclass or custom method can travel this way.
@@ -48,6 +49,14 @@ def _encode(value: Any, depth: int) -> Any:
         return {"t": "int", "v": str(value)}  # any size, exactly
     if type(value) is float:
         return {"t": "float", "v": repr(value)}  # nan and inf too
+    if type(value) is complex:
+        return {"t": "complex", "v": [repr(value.real), repr(value.imag)]}
+    if type(value) is bytes:
+        return {"t": "bytes", "v": _b64(value)}
+    if type(value) is torch.dtype:
+        return {"t": "dtype", "v": str(value).removeprefix("torch.")}
+    if type(value) is torch.device:
+        return {"t": "device", "v": str(value)}
     if type(value) in (list, tuple):
         return {"t": type(value).__name__, "v": [_encode(v, depth + 1) for v in value]}
     if type(value) is dict:
@@ -70,7 +79,7 @@ def _encode_tensor(tensor: torch.Tensor) -> dict:
         raise WireError(f"a tensor of {tensor.numel():,} elements is more than "
                         f"{MAX_ELEMENTS:,}")
     data = tensor.detach().contiguous()
-    raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+    raw = data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b""
     return {"t": "tensor", "dtype": name, "shape": list(data.shape), "v": _b64(raw)}
 
 
@@ -95,6 +104,23 @@ def _decode(data: Any, depth: int) -> Any:
         return _int(v)
     if kind == "float":
         return _float(v)
+    if kind == "complex":
+        if type(v) is not list or len(v) != 2:
+            raise WireError("a complex must be sent as [real, imag]")
+        return complex(_float(v[0]), _float(v[1]))
+    if kind == "bytes":
+        return _bytes(v)
+    if kind == "dtype":
+        if type(v) is not str or v not in _DTYPES:
+            raise WireError(f"unknown dtype {v!r:.40}")
+        return _DTYPES[v]
+    if kind == "device":
+        if type(v) is not str or len(v) > 40:
+            raise WireError("a device must be sent as its name")
+        try:
+            return torch.device(v)
+        except (RuntimeError, ValueError):
+            raise WireError(f"unknown device {v!r}") from None
     if kind in ("list", "tuple"):
         items = [_decode(item, depth + 1) for item in _list(v)]
         return items if kind == "list" else tuple(items)

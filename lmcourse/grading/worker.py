@@ -82,10 +82,21 @@ def main() -> None:
     # The protocol keeps the original stdin/stdout; the notebook gets /dev/null.
     inbox = os.fdopen(os.dup(0), "rb")
     outbox = os.fdopen(os.dup(1), "wb")
+    log = os.fdopen(os.dup(2), "w")  # the grader's log of this worker: our own errors only
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    try:
+        _serve(inbox, outbox)
+    except BaseException:  # noqa: BLE001 - a failure of the worker itself, for the grader's log
+        import traceback
 
+        traceback.print_exc(file=log)
+        log.flush()
+        os._exit(1)
+
+
+def _serve(inbox, outbox) -> None:
     import lmcourse  # noqa: F401 - the real package, for lmcourse.runtime, data, models...
 
     package = _stand_in_package()
@@ -94,7 +105,7 @@ def main() -> None:
     sys.meta_path.insert(0, _Refuse())
 
     from lmcourse.grading import wire
-    from lmcourse.grading.safe_call import call_safely, describe_exception
+    from lmcourse.grading.safe_call import describe_exception, run_answer
 
     def send(**message):
         outbox.write(wire.dumps(message))
@@ -140,73 +151,26 @@ def main() -> None:
             break
         fn = answer_for(request.get("exercise"))
         args, kwargs = wire.decode(request["args"]), wire.decode(request["kwargs"])
-        weight = wire.decode(request.get("weight"))
-        outcome = _run(fn, args, kwargs, float(request["time_limit"]),
-                       request.get("op") == "grad", weight, call_safely, describe_exception)
-        send(event="outcome", id=request.get("id"), **outcome)
+        outcome = run_answer(fn, args, kwargs, float(request["time_limit"]),
+                             gradients=request.get("op") == "grad",
+                             weight=wire.decode(request.get("weight")))
+        send(event="outcome", id=request.get("id"), **_message(outcome, wire))
     os._exit(0)
 
 
-def _run(fn, args, kwargs, time_limit, gradients, weight, call_safely, describe_exception):
-    """One call of the student's function, as a message: the outcome's fields,
-    the plain value, and (for the mutation check) the inputs after the call."""
-    import torch
-
-    from lmcourse.grading import wire
-
-    if gradients:
-        leaves = [t.requires_grad_() for t in _tensors((args, kwargs)) if t.is_floating_point()]
-
-        def forward_backward():
-            with torch.enable_grad():
-                out = fn(*args, **kwargs)
-                if not isinstance(out, torch.Tensor) or not out.requires_grad:
-                    return None
-                loss = out if weight is None else (out * weight).sum()
-                return torch.autograd.grad(loss, leaves, allow_unused=True)
-
-        outcome = call_safely(forward_backward, time_limit=time_limit)
-    else:
-        outcome = call_safely(fn, args, kwargs, time_limit)
+def _message(outcome, wire) -> dict:
+    """An ``Outcome`` of ``safe_call.run_answer`` as a message: plain fields only."""
     message = {"kind": outcome.kind, "message": outcome.message, "seconds": outcome.seconds,
-               "error_type": None, "error_text": None, "location": None, "raiser": None}
-    if outcome.exception is not None:
-        from lmcourse.grading.safe_call import describe_location, raising_function
-        exc = outcome.exception
-        message.update(error_type=type(exc).__name__, error_text=_safe(str, exc),
-                       location=_safe(describe_location, exc),
-                       raiser=_safe(raising_function, exc))
+               "error_type": outcome.error_type, "error_text": outcome.error_text,
+               "location": outcome.location, "raiser": outcome.raiser}
     try:
         message["value"] = wire.encode(outcome.value) if outcome.ok else None
-        message["inputs"] = wire.encode((_detached(args), _detached(kwargs)))
-    except (wire.WireError, Exception) as exc:  # noqa: BLE001 - the answer's odd result
-        message.update(kind="exception", value=None, inputs=None, error_type="TypeError",
-                       message=f"returned something the grader cannot read ({_safe(str, exc)})")
+        message["inputs"] = wire.encode(outcome.inputs) if outcome.inputs is not None else None
+    except wire.WireError as exc:  # plain() let through a type the wire does not carry
+        message.update(kind="exception", value=None, inputs=None, error_type="AnswerError",
+                       error_text=str(exc), message=f"returned something the grader cannot "
+                       f"read ({exc})")
     return message
-
-
-def _tensors(value):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
-def _detached(value):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, (tuple, list)):
-        return type(value)(_detached(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _detached(v) for k, v in value.items()}
-    return value
 
 
 def _type_name(value) -> str:
