@@ -1,7 +1,7 @@
 """What the batch grader's isolation costs: the hostile class graded, against the same
 notebooks simply executed in Jupyter kernels (nbclient, no isolation, no scoring).
 
-    python benchmarks/bench_grader.py [--sandbox auto|bwrap|process] [--students N]
+    python benchmarks/bench_grader.py [--sandbox auto|bwrap|process]
 
 Both run the same submissions one after another on this machine, side by side
 in one run, and the ratio is what to quote (absolute times on a shared machine
@@ -12,6 +12,8 @@ killed its process, and starts one sandboxed process per notebook.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -20,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from hostile_class import MAX, NAME, make_class, points, submission_paths  # noqa: E402
+from hostile_class import MAX, NAME, SLEEPER, make_class, points, submission_paths  # noqa: E402
 
 import nbformat  # noqa: E402
 
@@ -30,9 +32,20 @@ from lmcourse.grading.sandbox import Limits, choose_mode  # noqa: E402
 
 def run_plainly(paths: list[Path], cell_seconds: float) -> float:
     """Execute each notebook in a fresh kernel, errors allowed, as the old grader did."""
-    from nbclient import NotebookClient
 
     start = time.perf_counter()
+    quiet = os.dup(2)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the kernels' start-up warnings
+    try:
+        _execute_all(paths, cell_seconds)
+    finally:
+        os.dup2(quiet, 2)
+    return time.perf_counter() - start
+
+
+def _execute_all(paths: list[Path], cell_seconds: float) -> None:
+    from nbclient import NotebookClient
+
     for path in paths:
         try:
             nb = nbformat.read(path, as_version=4)
@@ -48,13 +61,24 @@ def run_plainly(paths: list[Path], cell_seconds: float) -> float:
                                     "PATH": "/usr/bin:/bin"})
             except Exception:  # noqa: BLE001 - a timeout, a dead kernel
                 pass
-    return time.perf_counter() - start
+
+
+def _sleepers() -> list[int]:
+    """Processes the detached_writer submission started, if they are still running."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if SLEEPER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
 
 
 def print_table(rows, expected) -> None:
     """Each submission: what it tried, whether the grader handled it, undue points."""
     got = {(r.student, r.exercise): r.score for r in rows}
-    print(f"| submission | tried | points (expected) | handled | undue points |")
+    print("| submission | tried | points (expected) | handled | undue points |")
     print("|---|---|---|---|---|")
     for student, exp in expected.items():
         score = sum(got[student, e] for e in MAX)
@@ -66,6 +90,11 @@ def print_table(rows, expected) -> None:
         undue = 0 if partial else max(0, score - total)
         print(f"| {student} | {exp.kind} | {score} ({'some' if partial else total}) | "
               f"{'yes' if handled else 'NO'} | {undue} |")
+    honest = [s for s, e in expected.items() if e.kind == "honest"]
+    harmed = [s for s in honest if any(
+        got[s, e] != w for e, w in zip(MAX, (points(expected[s].scores, e) for e in MAX))
+        if w != "partial")]
+    print(f"honest students harmed: {len(harmed)} of {len(honest)} {harmed or ''}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,12 +116,19 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         rows = grade(paths, root / "gradebook.csv", limits=limits, sandbox=mode)
         graded = time.perf_counter() - start
+        left_by_grader = len(_sleepers())
         plain = run_plainly(safe, limits.cell_seconds)
+        left_by_plain = _sleepers()
+        for pid in left_by_plain:
+            os.kill(pid, signal.SIGKILL)
     print_table(rows, {s: e for s, e in expected.items() if mode == "bwrap" or not e.bwrap_only})
     print(f"{len(paths)} submissions of {NAME}, sandbox: {mode}")
     print(f"  graded (sandboxed, scored twice)  {graded:7.1f} s  {graded / len(paths):5.2f} s each")
-    print(f"  executed plainly ({len(safe)}, nbclient) {plain:7.1f} s  {plain / len(safe):5.2f} s each")
+    print(f"  executed plainly ({len(safe)}, nbclient) {plain:7.1f} s  "
+          f"{plain / len(safe):5.2f} s each")
     print(f"  ratio per submission: {graded / len(paths) / (plain / len(safe)):.2f}x")
+    print(f"  detached processes left running: graded {left_by_grader}, "
+          f"executed plainly {len(left_by_plain)}")
 
 
 if __name__ == "__main__":

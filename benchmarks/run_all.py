@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_gpt  # noqa: E402
+import bench_grader  # noqa: E402
 import bench_rnn  # noqa: E402
 import bench_tokenizers  # noqa: E402
 import bench_train  # noqa: E402
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "training loop: lmcourse.train vs a bare PyTorch loop": bench_train.main,
     "recurrent models: LSTM loops, Python cell, Keras vs PyTorch, Shakespeare": bench_rnn.main,
     "the small GPT: training speed, quality at nanoGPT's CPU budget, KV cache, BLEU/ROUGE": bench_gpt.main,
+    "the class grader: a hostile class graded in the sandbox vs executed plainly": lambda: bench_grader.main([]),
 }
 
 if __name__ == "__main__":

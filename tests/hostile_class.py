@@ -78,7 +78,8 @@ def _payload(exercise: str, score, max_score) -> dict:
             "cases": []}
 
 
-def _write(folder: Path, student: str, cells: list[str], outputs: dict[int, list] | None = None):
+def write_notebook(folder: Path, student: str, cells: list[str],
+                   outputs: dict[int, list] | None = None) -> Path:
     nb = nbformat.v4.new_notebook()
     for index, source in enumerate(cells):
         cell = nbformat.v4.new_code_cell(source)
@@ -100,7 +101,7 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
     expected: dict[str, Expected] = {}
 
     def add(student, cells, scores, kind="honest", outputs=None, bwrap_only=False):
-        _write(folder, student, cells, outputs)
+        write_notebook(folder, student, cells, outputs)
         expected[student] = Expected(scores, kind, bwrap_only)
 
     # -- honest ------------------------------------------------------------
@@ -217,7 +218,8 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
         "'progress.json'\n"
         "try:\n    target.write_text('{\"hacked\": true}')\nexcept OSError:\n    pass")), FULL,
         "overwrites the instructor's progress file by absolute path", bwrap_only=True)
-    add("kills_parent", with_cell(SOLUTION, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+    kill = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+    add("kills_parent", with_cell(SOLUTION, kill),
         FULL, "kills its parent process", bwrap_only=True)
     add("endless_cell", with_cell(SOLUTION, "while True:\n    pass", at=5), FULL,
         "an endless loop in a cell")

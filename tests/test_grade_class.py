@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from hostile_class import MAX, NAME, SLEEPER, make_class, points, submission_paths
+from hostile_class import (
+    MAX,
+    NAME,
+    SLEEPER,
+    SOLUTION,
+    make_class,
+    points,
+    submission_paths,
+    with_cell,
+    write_notebook,
+)
 from lmcourse.grading.grade import grade
 from lmcourse.grading.sandbox import Limits, choose_mode
 
@@ -195,3 +205,27 @@ def test_ctrl_c_stops_after_saving_what_is_done(graded_class, tmp_path):
     done = [line.split()[0] for line in out.splitlines() if "/" in line.split()[-1]]
     assert sorted({r[0] for r in rows}) == sorted(done) and len(rows) == 3 * len(done)
     assert 1 <= len(done) < len(HONEST)
+
+
+def test_a_notebook_that_kills_the_grader_twice_is_set_aside(tmp_path):
+    # Only a plain process can reach the grader; bubblewrap hides it (the class above).
+    folder = tmp_path / "class"
+    paths = []
+    for student, source in (("ada", SOLUTION), ("kills_parent", None), ("yan", SOLUTION)):
+        cells = source or with_cell(SOLUTION, "import os, signal\n"
+                                              "os.kill(os.getppid(), signal.SIGKILL)")
+        paths.append(write_notebook(folder, student, cells))
+    gradebook = tmp_path / "gradebook.csv"
+    command = _command(paths, gradebook)
+    command[command.index("--sandbox") + 1] = "process"
+    command[command.index("--jobs") + 1] = "1"
+    for _ in range(2):  # the notebook kills the grader, the instructor reruns it
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {(r[0], r[1]): r for r in _rows(gradebook)}
+    assert all(rows["ada", e][2] == rows["yan", e][2] == str(2 * MAX[e]) for e in MAX)
+    for exercise in MAX:
+        assert rows["kills_parent", exercise][2] == "0"
+        assert "the grader was killed 2 times" in rows["kills_parent", exercise][4]

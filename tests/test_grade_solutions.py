@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lmcourse.grading.grade import assignment, grade, main, student_names
-from lmcourse.grading.sandbox import Limits
+from lmcourse.grading.sandbox import Limits, SandboxBroken
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,3 +44,12 @@ def test_a_notebook_that_matches_no_assignment_says_so(tmp_path, capsys):
     assert code == 0
     text = (tmp_path / "g.csv").read_text()
     assert "no assignment is named homework.ipynb" in text and "01_language_models.ipynb" in text
+
+
+def test_a_sandbox_that_cannot_start_stops_the_grading_with_the_reason(tmp_path):
+    # 64 MiB of address space cannot even load torch: the machine's problem, not the
+    # student's, so the class is not silently given zeros.
+    with pytest.raises(SandboxBroken, match="could not start Python.*--memory"):
+        grade([ROOT / "solutions" / "01_language_models.ipynb"], tmp_path / "g.csv",
+              limits=Limits(memory_mb=64), sandbox="process")
+    assert not (tmp_path / "g.csv").exists()

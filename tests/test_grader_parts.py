@@ -25,7 +25,8 @@ def test_plain_values_survive_the_wire_exactly():
     gen = torch.Generator().manual_seed(3)
     value = (None, True, 3, 10**400, -0.0, math.inf, "é", [1.5, (2, {"k": [3]})],
              {(1, 2): "tuple key"}, torch.randn(2, 3, dtype=torch.float64),
-             torch.arange(6).reshape(2, 3).t(), torch.zeros(0, 4), torch.tensor(True), torch.tensor(2.5),
+             torch.arange(6).reshape(2, 3).t(), torch.zeros(0, 4), torch.tensor(True),
+             torch.tensor(2.5),
              torch.randn(3).to(torch.bfloat16), gen, 1 + 2j, b"\x00\xff", torch.float16,
              torch.device("cpu"))
     back = roundtrip(value)

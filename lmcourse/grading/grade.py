@@ -181,7 +181,8 @@ class Settings:
     def signature(self, exercises: dict[str, str]) -> str:
         """What decides a grade besides the notebook: a saved result needs the same."""
         return json.dumps({"exercises": exercises, "budget": self.budget,
-                           "hidden_seed": self.hidden_seed, "limits": dataclasses.asdict(self.limits),
+                           "hidden_seed": self.hidden_seed,
+                           "limits": dataclasses.asdict(self.limits),
                            "max": {e: REGISTRY[e].max_score for e in exercises}},
                           sort_keys=True)
 
@@ -202,6 +203,7 @@ class _Run:
         """A worker that has run the notebook (skipping cells that broke it) and is ready."""
         limits = self.settings.limits
         self.cells = cells
+        false_starts = 0
         while True:
             remaining = self.seconds_left()
             if remaining <= 0:
@@ -215,7 +217,13 @@ class _Run:
                 ready = self._run_cells(worker, limits.cell_seconds)
                 if ready is not None:
                     return worker, ready
-            except BaseException:  # Dead, a broken sandbox, Ctrl-C: end this process too
+            except SandboxBroken:
+                worker.kill()
+                false_starts += 1
+                if false_starts == 2:  # once may be a fluke of a busy machine; twice is not
+                    raise
+                continue
+            except BaseException:  # Dead, Ctrl-C: end this process too
                 worker.kill()
                 raise
             worker.kill()
@@ -240,9 +248,9 @@ class _Run:
                 self.skip.add(current)
                 return None
             if message is None:
-                if worker.seconds_left() <= 0:
-                    raise Dead(f"the notebook's time limit ({self.settings.limits.notebook_seconds:g}"
-                               " s) ran out")
+                if worker.seconds_left() <= 0 or current is None:
+                    limit = self.settings.limits.notebook_seconds
+                    raise Dead(f"the notebook's time limit ({limit:g} s) ran out")
                 self._note(f"{self._cell(current)} ran longer than {cell_seconds:g} s; the "
                            "notebook was run again without it")
                 self.skip.add(current)

@@ -133,12 +133,12 @@ class Worker:
         # Until the worker hands its stderr to /dev/null (before any notebook code
         # runs), start-up errors go to this log, for startup_error().
         self.log = self.root / "worker.log"
-        with open(self.log, "wb") as log:
+        with open(self.log, "wb") as log, _SPAWN:  # not taken for an orphan while it starts
             self.proc = subprocess.Popen(
                 command, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, start_new_session=True, preexec_fn=self._set_limits,
                 close_fds=True)
-        _ACTIVE.add(self)
+            _ACTIVE.add(self)
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -224,7 +224,10 @@ class Worker:
         except subprocess.TimeoutExpired:
             return "it stopped answering"
         if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
             return f"its process was killed by signal {name}"
         error = self.startup_error()  # the worker's own last words, if it failed itself
         return f"its process exited with code {code}" + (f": {error[-300:]}" if error else "")
@@ -256,6 +259,7 @@ class Worker:
 
 
 _ACTIVE: set[Worker] = set()  # running workers, so that Ctrl-C can end them all
+_SPAWN = threading.Lock()  # a worker being started is not yet in _ACTIVE
 
 
 def kill_all_workers() -> None:
@@ -322,8 +326,9 @@ def kill_orphans() -> None:
     if _known_children is None:
         return
     for _ in range(100):
-        running = {worker.proc.pid for worker in list(_ACTIVE)}
-        strays = [pid for pid in _children() if pid not in _known_children | running]
+        with _SPAWN:
+            running = {worker.proc.pid for worker in list(_ACTIVE)}
+            strays = [pid for pid in _children() if pid not in _known_children | running]
         if not strays:
             return
         for pid in strays:
