@@ -97,7 +97,7 @@ ZERO = {"softmax": 0, "cross_entropy": 0, "perplexity": 0}
 
 def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str, Expected]:
     folder.mkdir(parents=True, exist_ok=True)
-    ada = folder / "ada" / NAME  # an honest student the hostile ones aim at
+    yan = folder / "yan" / NAME  # an honest student graded after the one who edits the file
     expected: dict[str, Expected] = {}
 
     def add(student, cells, scores, kind="honest", outputs=None, bwrap_only=False):
@@ -117,6 +117,7 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
     cells = [c for i, c in enumerate(SOLUTION) if i not in _checks(SOLUTION)]
     add("ed", cells, FULL)  # deleted every check cell: the functions still count
     add("fa", with_cell(SOLUTION, "undefined_name + 1", at=3), FULL)  # an error cell
+    add("yan", SOLUTION, FULL)
 
     # -- forged results: unattempted functions, so every point would be undue --
     stub = mixed()
@@ -196,7 +197,7 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
     add("detached_writer", with_cell(SOLUTION, daemon), FULL,
         "a detached process rewrites the grade book later")
     add("edits_classmate", with_cell(SOLUTION, (
-        f"try:\n    open({str(ada)!r}, 'w').write('{{}}')\nexcept OSError:\n    pass")), FULL,
+        f"try:\n    open({str(yan)!r}, 'w').write('{{}}')\nexcept OSError:\n    pass")), FULL,
         "overwrites a classmate's notebook before it is graded")
     add("writes_gradebook", with_cell(SOLUTION, (
         f"try:\n    open({str(gradebook)!r}, 'a').write('ada,x,softmax,-99,12,x\\n')\n"
