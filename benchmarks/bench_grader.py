@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from hostile_class import MAX, NAME, SLEEPER, make_class, points, submission_paths  # noqa: E402
+from hostile_class import MAX, NAME, make_class, points, sleepers, submission_paths  # noqa: E402
 
 import nbformat  # noqa: E402
 
@@ -61,18 +61,6 @@ def _execute_all(paths: list[Path], cell_seconds: float) -> None:
                                     "PATH": "/usr/bin:/bin"})
             except Exception:  # noqa: BLE001 - a timeout, a dead kernel
                 pass
-
-
-def _sleepers() -> list[int]:
-    """Processes the detached_writer submission started, if they are still running."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if SLEEPER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def print_table(rows, expected) -> None:
@@ -116,9 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         rows = grade(paths, root / "gradebook.csv", limits=limits, sandbox=mode)
         graded = time.perf_counter() - start
-        left_by_grader = len(_sleepers())
+        left_by_grader = len(sleepers())
         plain = run_plainly(safe, limits.cell_seconds)
-        left_by_plain = _sleepers()
+        left_by_plain = sleepers()
         for pid in left_by_plain:
             os.kill(pid, signal.SIGKILL)
     print_table(rows, {s: e for s, e in expected.items() if mode == "bwrap" or not e.bwrap_only})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,19 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Rename a file that cannot be used to ``<name>.corrupt-<time>`` (never delete it).
+
+    Returns the new path; raises ``OSError`` if the rename fails. A second file
+    set aside in the same second gets ``-2``, ``-3``... so none is overwritten.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    path.rename(aside)
+    return aside

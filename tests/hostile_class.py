@@ -18,6 +18,7 @@ and every honest student too).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,6 +257,18 @@ def make_class(folder: Path, gradebook: Path, instructor_home: Path) -> dict[str
     broken.write_text("{ this is not a notebook")
     expected["zed"] = Expected(ZERO, "not a notebook")
     return expected
+
+
+def sleepers() -> list[int]:
+    """Processes the detached_writer submission started, if they are still running."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if SLEEPER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
 
 
 def points(scores: dict[str, int | str], exercise: str, hidden: bool = True) -> int | str:

@@ -20,10 +20,10 @@ import pytest
 from hostile_class import (
     MAX,
     NAME,
-    SLEEPER,
     SOLUTION,
     make_class,
     points,
+    sleepers,
     submission_paths,
     with_cell,
     write_notebook,
@@ -36,17 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODE = choose_mode(os.environ.get("LMCOURSE_TEST_SANDBOX", "auto"))
 LIMITS = Limits(cell_seconds=5, notebook_seconds=120, call_seconds=1)
 JOBS = 2  # two submissions at a time: the class takes half the time on two cores
-
-
-def _sleepers() -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if SLEEPER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +52,7 @@ def graded_class(tmp_path_factory):
             del expected[student]
     paths = submission_paths(folder)
     originals = {p: p.read_bytes() for p in paths}
-    sleepers_before = set(_sleepers())  # left by something else on this machine
+    sleepers_before = set(sleepers())  # left by something else on this machine
     old_home = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     try:
@@ -119,7 +108,7 @@ def test_the_grade_book_on_disk_is_the_graders_even_after_the_attackers_waited(g
 
 
 def test_no_process_a_submission_started_outlives_the_grader(graded_class):
-    assert set(_sleepers()) - graded_class["sleepers_before"] == set()
+    assert set(sleepers()) - graded_class["sleepers_before"] == set()
 
 
 def test_submissions_and_the_instructors_files_are_untouched(graded_class):

@@ -40,7 +40,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,13 +168,8 @@ def _expect_file(path: Path) -> Path:
 
 def _set_aside(path: Path, reason: str) -> Path:
     """Rename a cached file we cannot use to ``<name>.corrupt-<time>`` (never delete it)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     try:
-        path.rename(aside)
+        aside = atomic.set_aside(path)
     except OSError as error:
         raise CorpusUnavailable(
             f"cached {path} cannot be used ({reason}) and could not be moved aside ({error}): "

@@ -52,14 +52,8 @@ def _load() -> tuple[dict[str, Any], str | None]:
 
 
 def _set_aside(path: Path, reason: str) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     try:
-        path.rename(aside)
+        aside = atomic.set_aside(path)
     except OSError as exc:
         return (f"Your progress file {path} could not be read ({reason}) or moved aside "
                 f"({exc}); progress is not being saved.")

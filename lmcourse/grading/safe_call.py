@@ -11,8 +11,7 @@ everything it reports about a failure is plain text (``error_type``,
 happened, so the judging code never touches the learner's objects. The
 batch grader runs this function inside the sandboxed process that holds the
 student's code and sends the ``Outcome`` back; ``check()`` runs it in the
-learner's own kernel. ``call_safely`` is the same without ``plain``: it
-returns the function's value as it is.
+learner's own kernel.
 
 How the time limit works, in-process so that the Jupyter kernel survives an
 endless loop: the function runs in a worker thread (a daemon) while the
@@ -270,23 +269,6 @@ def _run_in_worker(work: Callable[[], tuple[Any, Any]], time_limit: float) -> Ou
                        message=f"took {outcome.seconds:.1f} s, more than the "
                                f"{time_limit:g} s allowed")
     return outcome
-
-
-def call_safely(
-    fn: Callable, args: tuple = (), kwargs: dict | None = None, time_limit: float = 5.0
-) -> Outcome:
-    """Call ``fn(*args, **kwargs)`` with a time limit; report, never raise.
-
-    The value is returned as it is (not made plain), and ``inputs`` is not set.
-    """
-    kwargs = kwargs or {}
-    grad_mode = torch.is_grad_enabled()  # grad mode is per thread: carry the caller's over
-
-    def work():
-        with torch.set_grad_enabled(grad_mode):
-            return fn(*args, **kwargs), None
-
-    return _run_in_worker(work, time_limit)
 
 
 def _gradients(out: Any, leaves: list[torch.Tensor], weight: torch.Tensor | None):

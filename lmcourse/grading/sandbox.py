@@ -44,12 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmcourse.grading import wire
+from lmcourse.grading.worker import ALLOWED
 from lmcourse.validate import number, positive_int
 
 WORKER = Path(__file__).resolve().parent / "worker.py"
 GRADING_DIR = WORKER.parent
 # The grading modules a sandboxed notebook needs; bwrap blanks out all the others.
-WORKER_MODULES = {"__init__.py", "wire.py", "safe_call.py", "plain.py", "result.py", "worker.py"}
+WORKER_MODULES = {"__init__.py"} | {name.rsplit(".", 1)[1] + ".py" for name in ALLOWED}
 MODES = ("auto", "bwrap", "process")
 
 
@@ -275,11 +276,12 @@ def _python_paths() -> list[str]:
 
     paths = {sys.base_prefix, sys.prefix, str(Path(lmcourse.__file__).resolve().parent)}
     paths |= {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    paths |= {p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p}
-    real = {str(Path(p).resolve()) for p in paths if Path(p).exists()} | {
-        p for p in paths if Path(p).exists()}
+    paths |= {p for p in sys.path if p and "site-packages" in p}
+    # Both each path and its real target (pyenv and venvs are full of symlinks).
+    existing = {p for p in paths if Path(p).is_dir()}
+    existing |= {str(Path(p).resolve()) for p in existing}
     # Binding a folder binds what is below it; keep only the outermost ones.
-    keep = sorted(real, key=len)
+    keep = sorted(existing, key=len)
     return [p for i, p in enumerate(keep)
             if not any(p.startswith(q.rstrip("/") + "/") for q in keep[:i])]
 

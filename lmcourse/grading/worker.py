@@ -130,7 +130,7 @@ def _serve(inbox, outbox) -> None:
         result = shell.run_cell(source, store_history=True)
         error = result.error_before_exec or result.error_in_exec
         send(event="cell_done", index=index,
-             error=_safe(describe_exception, error) if error is not None else None)
+             error=describe_exception(error) if error is not None else None)
 
     def answer_for(exercise_id):
         if exercise_id in package.OFFERED:
@@ -142,7 +142,7 @@ def _serve(inbox, outbox) -> None:
     for exercise_id in names:
         fn = answer_for(exercise_id)
         offered[exercise_id] = ("missing" if fn is None else
-                                "callable" if callable(fn) else _safe(_type_name, fn))
+                                "callable" if callable(fn) else _type_name(fn))
     send(event="ready", offered=offered)
 
     while True:
@@ -174,15 +174,12 @@ def _message(outcome, wire) -> dict:
 
 
 def _type_name(value) -> str:
-    return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
-
-
-def _safe(fn, *args) -> str:
-    """``fn(*args)`` as text, whatever the student's objects do when printed."""
+    """``"a numpy.ndarray"``, whatever the student's class does with its attributes."""
     try:
-        return str(fn(*args))
-    except BaseException:  # noqa: BLE001 - a __str__ that raises (even SystemExit)
-        return "(an object that cannot be printed)"
+        cls = type(value)
+        return f"a {cls.__module__}.{cls.__qualname__}".replace("builtins.", "")
+    except BaseException:  # noqa: BLE001 - a metaclass whose attributes raise
+        return "an object of a class that cannot be named"
 
 
 if __name__ == "__main__":
