@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from grading_helpers import (
     assert_every_mistake_recognised,
     assert_fails_naming,
-    assert_no_solution,
     run,
     text,
 )
