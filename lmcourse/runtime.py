@@ -119,6 +119,8 @@ class Budget:
     lm_layers: int  # their recurrent layers (lesson 05)
     overfit_hidden: int  # width of the LSTM that overfits a tiny slice (lesson 05): capacity to memorise it
     mlp_steps: int  # updates of lesson 01's neural n-gram (the Bengio-style MLP)
+    scaling_shapes: tuple  # (n_layer, n_embd) of each GPT in the scaling sweep (lesson 08)
+    scaling_steps: tuple  # training steps of each sweep run; tokens D = steps * batch * block (lesson 08)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -136,6 +138,7 @@ BUDGETS: dict[str, Budget] = {
         compare_steps=40, overfit_chars=640, overfit_steps=60, markov_steps=500, lm_hidden=64, lm_layers=1,
         overfit_hidden=128,
         mlp_steps=150,  # lesson 01
+        scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(50, 100, 200),  # lesson 08
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -147,6 +150,8 @@ BUDGETS: dict[str, Budget] = {
         compare_steps=250, overfit_chars=3200, overfit_steps=300, markov_steps=750, lm_hidden=192, lm_layers=1,
         overfit_hidden=128,
         mlp_steps=2000,  # lesson 01
+        scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
+        scaling_steps=(100, 200, 400, 800),  # lesson 08
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -158,6 +163,8 @@ BUDGETS: dict[str, Budget] = {
         compare_steps=800, overfit_chars=16000, overfit_steps=1000, markov_steps=2500, lm_hidden=512, lm_layers=2,
         overfit_hidden=256,
         mlp_steps=5000,  # lesson 01
+        scaling_shapes=((2, 64), (2, 128), (4, 128), (4, 256), (6, 384)),
+        scaling_steps=(60, 120, 240, 480),  # lesson 08
     ),
 }
 
@@ -294,8 +301,9 @@ def _set_tensorflow_threads(tf, threads: int) -> None:
 class Precision:
     """How a forward pass runs on ``device``: full precision, bf16 or fp16 autocast.
 
-    On CUDA, bf16 where the GPU supports it (same exponent range as fp32, so no
-    loss scaling), else fp16 with a gradient scaler. On CPU and MPS: fp32.
+    ``precision()`` chooses: by default bf16 on a CUDA GPU that supports it
+    (fp32's 8 exponent bits, so no loss scaling), else fp16 with a gradient
+    scaler, and fp32 on CPU and MPS; ``precision(dev, "bf16")`` asks for one.
     """
 
     device_type: str
@@ -315,12 +323,34 @@ class Precision:
         return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
 
 
-def precision(dev: torch.device | str | None = None, enabled: bool = True) -> Precision:
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision(dev: torch.device | str | None = None, dtype: str = "auto", *, enabled: bool = True) -> Precision:
+    """The precision of forward passes on ``dev`` (default: ``device()``).
+
+    ``dtype="auto"``: bf16 autocast on a CUDA GPU with bf16, fp16 (with a grad
+    scaler) on an older one, fp32 elsewhere; ``enabled=False`` forces fp32.
+    "fp32", "bf16" or "fp16" ask for that one: bf16 and fp16 autocast run on
+    CUDA and on the CPU (where bf16 matmuls may well be slower than fp32: most
+    CPUs have no 16-bit matrix units); other devices run fp32 only.
+    """
     dev = torch.device(dev) if dev is not None else device()
-    if not enabled or dev.type != "cuda":
-        return Precision(dev.type, None)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return Precision(dev.type, dtype)
+    if dtype not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {dtype!r}")
+    if dtype == "auto":
+        if not enabled or dev.type != "cuda":
+            return Precision(dev.type, None)
+        return Precision(dev.type, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if dtype != "fp32":
+        if dev.type not in ("cuda", "cpu"):
+            raise ValueError(f"{dtype} autocast is supported here on CUDA and the CPU, not on {dev.type}: "
+                             "use precision 'fp32' or 'auto'")
+        if dtype == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU has no bf16 support (it arrived with Ampere, compute capability 8.0): "
+                             "use precision 'fp16', which trains with a gradient scaler, or 'auto'")
+    return Precision(dev.type, _DTYPES[dtype])
 
 
 # ---------------------------------------------------------------------------
