@@ -121,6 +121,7 @@ class Budget:
     mlp_steps: int  # updates of lesson 01's neural n-gram (the Bengio-style MLP)
     scaling_shapes: tuple  # (n_layer, n_embd) of each GPT in the scaling sweep (lesson 08)
     scaling_steps: tuple  # training steps of each sweep run; tokens D = steps * batch * block (lesson 08)
+    dist_steps: int  # data-parallel training steps, DDP/FSDP runs and the MirroredStrategy fit (lesson 07)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -139,6 +140,7 @@ BUDGETS: dict[str, Budget] = {
         overfit_hidden=128,
         mlp_steps=150,  # lesson 01
         scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(50, 100, 200),  # lesson 08
+dist_steps=10,  # lesson 07
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -152,6 +154,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=2000,  # lesson 01
         scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
         scaling_steps=(100, 200, 400, 800),  # lesson 08
+        dist_steps=200,  # lesson 07
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -165,6 +168,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=5000,  # lesson 01
         scaling_shapes=((2, 64), (2, 128), (4, 128), (4, 256), (6, 384)),
         scaling_steps=(60, 120, 240, 480),  # lesson 08
+        dist_steps=1000,  # lesson 07
     ),
 }
 
