@@ -140,7 +140,7 @@ BUDGETS: dict[str, Budget] = {
         overfit_hidden=128,
         mlp_steps=150,  # lesson 01
         scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(50, 100, 200),  # lesson 08
-dist_steps=10,  # lesson 07
+        dist_steps=10,  # lesson 07
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
