@@ -122,6 +122,9 @@ class Budget:
     scaling_shapes: tuple  # (n_layer, n_embd) of each GPT in the scaling sweep (lesson 08)
     scaling_steps: tuple  # training steps of each sweep run; tokens D = steps * batch * block (lesson 08)
     dist_steps: int  # data-parallel training steps, DDP/FSDP runs and the MirroredStrategy fit (lesson 07)
+    transfer_sizes: tuple  # training-set sizes of the MiniLM fine-tuning learning curve (lesson 07, transfer)
+    transfer_steps: int  # updates per fine-tuning run, full, from scratch or LoRA (lesson 07, transfer)
+    transfer_test: int  # held-out test sentences of the transfer task (lesson 07, transfer)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -141,6 +144,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=150,  # lesson 01
         scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(50, 100, 200),  # lesson 08
         dist_steps=10,  # lesson 07
+        transfer_sizes=(16, 64), transfer_steps=8, transfer_test=100,  # lesson 07, transfer
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -155,6 +159,7 @@ BUDGETS: dict[str, Budget] = {
         scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
         scaling_steps=(100, 200, 400, 800),  # lesson 08
         dist_steps=200,  # lesson 07
+        transfer_sizes=(16, 64, 256), transfer_steps=40, transfer_test=400,  # lesson 07, transfer
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -169,6 +174,7 @@ BUDGETS: dict[str, Budget] = {
         scaling_shapes=((2, 64), (2, 128), (4, 128), (4, 256), (6, 384)),
         scaling_steps=(60, 120, 240, 480),  # lesson 08
         dist_steps=1000,  # lesson 07
+        transfer_sizes=(16, 64, 256, 1024), transfer_steps=150, transfer_test=1000,  # lesson 07, transfer
     ),
 }
 
