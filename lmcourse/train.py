@@ -62,7 +62,8 @@ class TrainConfig:
     log_interval: int = 10  # steps between reading losses off the device (one sync each)
     checkpoint_path: str | os.PathLike | None = None  # None: no checkpoints; if it exists, resume
     checkpoint_interval: int = 100  # steps between checkpoints (and always at the last step)
-    mixed_precision: bool = True  # bf16/fp16 autocast on CUDA; the CPU always runs fp32
+    mixed_precision: bool = True  # bf16/fp16 autocast on CUDA, fp32 elsewhere; False: fp32 everywhere
+    precision: str = "auto"  # "auto" (as mixed_precision says), or "fp32", "bf16", "fp16" on CUDA or CPU
     compile: bool = False  # torch.compile the model for training steps: worth it for long GPU runs
     seed: int = 0  # seeds the batch stream and the global RNGs (dropout)
     progress: bool = True  # show a progress bar
@@ -93,6 +94,12 @@ class TrainConfig:
         for name in ("mixed_precision", "compile", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.precision not in runtime.PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {', '.join(map(repr, runtime.PRECISIONS))}, "
+                             f"got {self.precision!r}")
+        if not self.mixed_precision and self.precision not in ("auto", "fp32"):
+            raise ValueError(f"TrainConfig.mixed_precision=False means fp32, but precision={self.precision!r}: "
+                             "set one of the two")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -192,7 +199,8 @@ def next_token_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, get_batch: GetBatch, batches: int, *, split: str = "val",
-             loss_fn: LossFn | None = None, seed: int = 0, mixed_precision: bool = True) -> float:
+             loss_fn: LossFn | None = None, seed: int = 0, mixed_precision: bool = True,
+             precision: str = "auto") -> float:
     """Mean loss over ``batches`` batches of ``split``, in eval mode (no dropout).
 
     The batches come from a fresh generator seeded with ``seed``, so every call
@@ -202,7 +210,7 @@ def evaluate(model: torch.nn.Module, get_batch: GetBatch, batches: int, *, split
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
     dev = next(model.parameters()).device
-    amp = runtime.precision(dev, enabled=mixed_precision)
+    amp = _precision(dev, precision, mixed_precision)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -236,7 +244,7 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
     model.to(dev)
     step_model = _compiled(model, config.compile)  # the same weights; checkpoints save `model`
     loss_fn = loss_fn or next_token_loss
-    amp = runtime.precision(dev, enabled=config.mixed_precision)
+    amp = _precision(dev, config.precision, config.mixed_precision)
     scaler = amp.grad_scaler()  # scales the loss for fp16 only; a no-op otherwise
     optimizer = make_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -253,7 +261,7 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
 
     def run_eval() -> None:
         val = evaluate(model, get_batch, config.eval_batches, loss_fn=loss_fn, seed=config.seed + 1,
-                       mixed_precision=config.mixed_precision)
+                       mixed_precision=config.mixed_precision, precision=config.precision)
         history.val.append({"step": step, "loss": val})
         bar.set_postfix_str(_postfix(history, lr_at(max(step - 1, 0), config)))
         if on_eval is not None:
@@ -286,6 +294,8 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)  # norm before clipping
             else:
                 grad_norm = _grad_norm(params)
+            if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor over the ranks' shards; a plain number
+                grad_norm = grad_norm.full_tensor()
             scaler.step(optimizer)  # skipped if fp16 gradients overflowed
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -311,6 +321,13 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
                 _save_checkpoint(path, model, optimizer, scaler, generator, step, history, config)
             window_start, window_tokens = time.perf_counter(), 0  # evaluation is not training time
     return history
+
+
+def _precision(dev: torch.device, precision: str, mixed_precision: bool) -> runtime.Precision:
+    """The autocast a run asked for: ``precision`` by name, or "auto" as ``mixed_precision`` says."""
+    if precision == "auto":
+        return runtime.precision(dev, enabled=mixed_precision)
+    return runtime.precision(dev, precision)
 
 
 def _compiled(model: torch.nn.Module, wanted: bool) -> torch.nn.Module:

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from lmcourse.models.inputs import check_token_ids
@@ -319,6 +320,13 @@ class GPT(nn.Module):
 
     Attribute names: ``tok_emb``, ``pos_emb`` (learned positions only),
     ``rotary`` (rotary only), ``drop``, ``blocks``, ``ln_f``, ``head``.
+
+    ``model.checkpoint_activations = True`` turns on activation checkpointing
+    (Chen et al. 2016) for training passes without a cache: each block keeps
+    only its input and recomputes its insides during the backward pass, about
+    one more forward pass of compute for much less activation memory. It is a
+    switch on the model, not a field of ``GPTConfig``, because it changes how a
+    step is computed, not the model: the same weights train with it on or off.
     """
 
     def __init__(self, config: GPTConfig):
@@ -340,6 +348,7 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight  # one matrix: embedding in, scores out
         self.apply(self._init_weights)
+        self.checkpoint_activations = False
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2's recipe: N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)), zero biases.
@@ -370,8 +379,12 @@ class GPT(nn.Module):
             x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
         x = self.drop(x)
         cache = []
+        recompute = self.checkpoint_activations and self.training and state is None and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if state is None else state.layers[i])
+            if recompute:  # non-reentrant: works with autograd hooks, and replays dropout's RNG
+                x, kv = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x, kv = block(x, None if state is None else state.layers[i])
             cache.append(kv)
         return self.head(self.ln_f(x)), KVCache(tuple(cache))
 
