@@ -157,7 +157,7 @@ BUDGETS: dict[str, Budget] = {
         overfit_hidden=128,
         mlp_steps=2000,  # lesson 01
         scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
-        scaling_steps=(100, 200, 400, 800),  # lesson 08
+        scaling_steps=(75, 150, 300, 600),  # lesson 08
         dist_steps=200,  # lesson 07
         transfer_sizes=(16, 64, 256), transfer_steps=40, transfer_test=400,  # lesson 07, transfer
     ),
