@@ -142,7 +142,7 @@ BUDGETS: dict[str, Budget] = {
         compare_steps=40, overfit_chars=640, overfit_steps=60, markov_steps=500, lm_hidden=64, lm_layers=1,
         overfit_hidden=128,
         mlp_steps=150,  # lesson 01
-        scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(50, 100, 200),  # lesson 08
+        scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(40, 80, 160),  # lesson 08
         dist_steps=10,  # lesson 07
         transfer_sizes=(16, 64), transfer_steps=8, transfer_test=100,  # lesson 07, transfer
     ),
