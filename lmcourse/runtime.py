@@ -125,6 +125,10 @@ class Budget:
     transfer_sizes: tuple  # training-set sizes of the MiniLM fine-tuning learning curve (lesson 07, transfer)
     transfer_steps: int  # updates per fine-tuning run, full, from scratch or LoRA (lesson 07, transfer)
     transfer_test: int  # held-out test sentences of the transfer task (lesson 07, transfer)
+    privacy_examples: int  # training examples of the DP-SGD classifier (lesson 07, privacy)
+    privacy_steps: int  # DP-SGD updates of that classifier and of the canary char LM (lesson 07, privacy)
+    privacy_chars: int  # training characters of the canary char LM (lesson 07, privacy)
+    canary_copies: int  # times the secret is planted in those characters (lesson 07, privacy)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -145,6 +149,7 @@ BUDGETS: dict[str, Budget] = {
         scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(40, 80, 160),  # lesson 08
         dist_steps=10,  # lesson 07
         transfer_sizes=(16, 64), transfer_steps=8, transfer_test=100,  # lesson 07, transfer
+        privacy_examples=2000, privacy_steps=150, privacy_chars=20_000, canary_copies=8,  # lesson 07, privacy
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -160,6 +165,7 @@ BUDGETS: dict[str, Budget] = {
         scaling_steps=(75, 150, 300, 600),  # lesson 08
         dist_steps=200,  # lesson 07
         transfer_sizes=(16, 64, 256), transfer_steps=40, transfer_test=400,  # lesson 07, transfer
+        privacy_examples=10_000, privacy_steps=600, privacy_chars=100_000, canary_copies=8,  # lesson 07, privacy
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -175,6 +181,7 @@ BUDGETS: dict[str, Budget] = {
         scaling_steps=(60, 120, 240, 480),  # lesson 08
         dist_steps=1000,  # lesson 07
         transfer_sizes=(16, 64, 256, 1024), transfer_steps=150, transfer_test=1000,  # lesson 07, transfer
+        privacy_examples=50_000, privacy_steps=2000, privacy_chars=500_000, canary_copies=8,  # lesson 07, privacy
     ),
 }
 
