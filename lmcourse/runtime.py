@@ -148,7 +148,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=150,  # lesson 01
         scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(40, 80, 160),  # lesson 08
         dist_steps=10,  # lesson 07
-        transfer_sizes=(16, 64), transfer_steps=8, transfer_test=100,  # lesson 07, transfer
+        transfer_sizes=(16, 64), transfer_steps=8, transfer_test=60,  # lesson 07, transfer
         privacy_examples=2000, privacy_steps=150, privacy_chars=20_000, canary_copies=8,  # lesson 07, privacy
     ),
     "cpu": Budget(
@@ -164,7 +164,7 @@ BUDGETS: dict[str, Budget] = {
         scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
         scaling_steps=(75, 150, 300, 600),  # lesson 08
         dist_steps=200,  # lesson 07
-        transfer_sizes=(16, 64, 256), transfer_steps=40, transfer_test=400,  # lesson 07, transfer
+        transfer_sizes=(16, 64, 256), transfer_steps=30, transfer_test=300,  # lesson 07, transfer
         privacy_examples=10_000, privacy_steps=600, privacy_chars=100_000, canary_copies=8,  # lesson 07, privacy
     ),
     "gpu": Budget(
