@@ -129,6 +129,7 @@ class Budget:
     privacy_steps: int  # DP-SGD updates of that classifier and of the canary char LM (lesson 07, privacy)
     privacy_chars: int  # training characters of the canary char LM (lesson 07, privacy)
     canary_copies: int  # times the secret is planted in those characters (lesson 07, privacy)
+    precision_steps: int  # updates of each fp32 / 16-bit run (lesson 07, memory): CPU bf16 is slow
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -150,6 +151,7 @@ BUDGETS: dict[str, Budget] = {
         dist_steps=10,  # lesson 07
         transfer_sizes=(16, 64), transfer_steps=8, transfer_test=60,  # lesson 07, transfer
         privacy_examples=2000, privacy_steps=150, privacy_chars=20_000, canary_copies=8,  # lesson 07, privacy
+        precision_steps=40,  # lesson 07, memory
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -166,6 +168,7 @@ BUDGETS: dict[str, Budget] = {
         dist_steps=200,  # lesson 07
         transfer_sizes=(16, 64, 256), transfer_steps=30, transfer_test=300,  # lesson 07, transfer
         privacy_examples=10_000, privacy_steps=600, privacy_chars=100_000, canary_copies=8,  # lesson 07, privacy
+        precision_steps=100,  # lesson 07, memory
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -182,6 +185,7 @@ BUDGETS: dict[str, Budget] = {
         dist_steps=1000,  # lesson 07
         transfer_sizes=(16, 64, 256, 1024), transfer_steps=150, transfer_test=1000,  # lesson 07, transfer
         privacy_examples=50_000, privacy_steps=2000, privacy_chars=500_000, canary_copies=8,  # lesson 07, privacy
+        precision_steps=800,  # lesson 07, memory
     ),
 }
 
