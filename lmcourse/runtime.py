@@ -165,7 +165,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=2000,  # lesson 01
         scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
         scaling_steps=(75, 150, 300, 600),  # lesson 08
-        dist_steps=200,  # lesson 07
+        dist_steps=50,  # lesson 07
         transfer_sizes=(16, 64, 256), transfer_steps=30, transfer_test=300,  # lesson 07, transfer
         privacy_examples=10_000, privacy_steps=600, privacy_chars=100_000, canary_copies=8,  # lesson 07, privacy
         precision_steps=100,  # lesson 07, memory
@@ -182,7 +182,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=5000,  # lesson 01
         scaling_shapes=((2, 64), (2, 128), (4, 128), (4, 256), (6, 384)),
         scaling_steps=(60, 120, 240, 480),  # lesson 08
-        dist_steps=1000,  # lesson 07
+        dist_steps=500,  # lesson 07
         transfer_sizes=(16, 64, 256, 1024), transfer_steps=150, transfer_test=1000,  # lesson 07, transfer
         privacy_examples=50_000, privacy_steps=2000, privacy_chars=500_000, canary_copies=8,  # lesson 07, privacy
         precision_steps=800,  # lesson 07, memory
