@@ -129,10 +129,9 @@ def wrap(model: GPT, strategy: str, device: torch.device) -> torch.nn.Module:
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        # broadcast_buffers=False: the GPT's only buffers are the fixed RoPE tables,
-        # so the per-forward broadcast of buffers would be wasted traffic.
-        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                   broadcast_buffers=False)
+        # DDP copies rank 0's weights to every rank here, then all-reduces gradients in
+        # buckets of about 25 MB, each launched as soon as backward has filled it.
+        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     from torch.distributed.fsdp import fully_shard
 
     # Shard each block separately, then the rest (embedding, tied head, final norm):
