@@ -217,12 +217,16 @@ def majority_baseline(train_labels, test_labels) -> float:
 
 
 def tfidf_baseline(train_texts, train_labels, test_texts, test_labels) -> float:
-    """Accuracy of a logistic regression on TF-IDF word unigrams and bigrams (scikit-learn)."""
+    """Accuracy of a logistic regression on TF-IDF word counts (scikit-learn).
+
+    Unigrams, and C=10 (weak regularisation): the toy data are clean, and with a
+    few dozen sentences the default C=1 underfits the words it has seen.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=1000))
+    clf = make_pipeline(TfidfVectorizer(), LogisticRegression(C=10.0, max_iter=1000))
     clf.fit(list(train_texts), list(train_labels))
     return float((clf.predict(list(test_texts)) == list(test_labels)).mean())
 
