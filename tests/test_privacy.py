@@ -103,10 +103,11 @@ def test_epsilon_falls_with_noise_and_rises_with_steps():
     assert epsilon(sigma, 0.01, 1000, 1e-5)[0] <= 2.0 < epsilon(sigma - 0.02, 0.01, 1000, 1e-5)[0]
 
 
+@pytest.mark.filterwarnings("ignore:Optimal order")  # a large epsilon is best at the smallest order
 def test_epsilon_matches_opacus_rdp_accountant():
     rdp_mod = pytest.importorskip("opacus.accountants.analysis.rdp")
-    orders = list(range(2, 128))
-    for q, sigma, steps in [(0.01, 1.0, 1000), (0.05, 0.7, 300), (0.002, 1.3, 20000)]:
+    orders = list(range(2, 64))
+    for q, sigma, steps in [(0.01, 1.0, 1000), (0.05, 0.7, 300), (0.002, 1.3, 5000)]:
         theirs = rdp_mod.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=orders)
         ours = [steps * rdp_sampled_gaussian(q, sigma, a) for a in orders]
         assert ours == pytest.approx(list(theirs), rel=1e-6)
