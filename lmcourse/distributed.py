@@ -213,6 +213,7 @@ class Report:
     tokens_per_s: float  # all ranks together
     train_loss: float  # mean of the last steps' losses, averaged over ranks (the global batch)
     val_loss: float  # the last evaluation, averaged over ranks
+    val_loss_start: float  # the evaluation before the first step, averaged over ranks
     param_bytes_per_rank: int
     seconds: float
 
@@ -239,12 +240,14 @@ def run(proc: Process, b: runtime.Budget, steps: int, *, strategy: str = "ddp", 
     dist.all_reduce(tokens, op=dist.ReduceOp.SUM)
     dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
     val = _mean_over_ranks(history.val[-1]["loss"], proc.device) if history.val else math.nan
+    val_start = _mean_over_ranks(history.val[0]["loss"], proc.device) if history.val else math.nan
     state = full_state(model) if save else None  # collective under FSDP: all ranks gather
     report = Report(
         world_size=proc.world_size, backend=proc.backend, device=str(proc.device), strategy=strategy,
         threads=threads, steps=steps, global_batch=batch_size * proc.world_size,
         tokens_per_s=tokens[0].item() / elapsed[1].item(),
         train_loss=_mean_over_ranks(history.final_train_loss, proc.device), val_loss=val,
+        val_loss_start=val_start,
         param_bytes_per_rank=local_parameter_bytes(model),
         seconds=time.perf_counter() - start)
     if save and proc.rank == 0:
