@@ -130,6 +130,9 @@ class Budget:
     privacy_chars: int  # training characters of the canary char LM (lesson 07, privacy)
     canary_copies: int  # times the secret is planted in those characters (lesson 07, privacy)
     precision_steps: int  # updates of each fp32 / 16-bit run (lesson 07, memory): CPU bf16 is slow
+    augment_pairs: int  # parallel pairs of the low-resource translation task (lesson 07, augmentation)
+    augment_steps: int  # updates of each translator trained on it (lesson 07, augmentation)
+    compress_steps: int  # updates of the teacher GPT and of each student (lesson 07, compression)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -152,6 +155,8 @@ BUDGETS: dict[str, Budget] = {
         transfer_sizes=(16, 64), transfer_steps=8, transfer_test=60,  # lesson 07, transfer
         privacy_examples=2000, privacy_steps=150, privacy_chars=20_000, canary_copies=8,  # lesson 07, privacy
         precision_steps=40,  # lesson 07, memory
+        augment_pairs=100, augment_steps=300,  # lesson 07, augmentation
+        compress_steps=60,  # lesson 07, compression
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -169,6 +174,8 @@ BUDGETS: dict[str, Budget] = {
         transfer_sizes=(16, 64, 256), transfer_steps=30, transfer_test=300,  # lesson 07, transfer
         privacy_examples=10_000, privacy_steps=600, privacy_chars=100_000, canary_copies=8,  # lesson 07, privacy
         precision_steps=100,  # lesson 07, memory
+        augment_pairs=200, augment_steps=600,  # lesson 07, augmentation
+        compress_steps=300,  # lesson 07, compression
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -186,6 +193,8 @@ BUDGETS: dict[str, Budget] = {
         transfer_sizes=(16, 64, 256, 1024), transfer_steps=150, transfer_test=1000,  # lesson 07, transfer
         privacy_examples=50_000, privacy_steps=2000, privacy_chars=500_000, canary_copies=8,  # lesson 07, privacy
         precision_steps=800,  # lesson 07, memory
+        augment_pairs=400, augment_steps=2000,  # lesson 07, augmentation
+        compress_steps=1000,  # lesson 07, compression
     ),
 }
 
