@@ -138,7 +138,9 @@ def dp_sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torc
         summed = {name: torch.zeros_like(p) for name, p in params.items()}
         loss, clipped_fraction = float("nan"), 0.0
     for name, p in params.items():
-        noise = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+        # drawn where the generator lives (a CPU generator for a GPU model), then moved
+        noise = torch.randn(p.shape, generator=generator, dtype=p.dtype,
+                            device=generator.device if generator is not None else p.device).to(p.device)
         p.grad = (summed[name] + sigma * c * noise) / lot
     optimizer.step()
     return StepStats(loss, n, clipped_fraction)
