@@ -37,12 +37,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", default="cpu", help="the sizes: smoke, cpu or gpu (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the timings (default 1)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the budget's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps of the teacher and each student (default: the budget's compress_steps)")
     parser.add_argument("--rounds", type=int, default=10, help="timing rounds (default 10)")
     parser.add_argument("--quick", action="store_true", help="the smoke budget: a run of seconds")
     args = parser.parse_args(argv)
     B = runtime.budget("smoke" if args.quick else args.budget)
-    steps = args.steps or B.train_steps
+    steps = args.steps or B.compress_steps
     torch.set_num_threads(args.threads)
     dev = runtime.device()
     data = scoreboard.char_data(B, dev)
