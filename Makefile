@@ -9,6 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 # Notebooks run in a kernel on this same Python; each notebook's own asserts are the check.
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+# Test files (and notebooks) run on TEST_WORKERS processes at once (pytest-xdist); a file's
+# tests, and a notebook's cells, stay together on one worker and run in order.
+TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: lab test unit notebooks exercises outputs bench clean
 
@@ -29,15 +33,15 @@ LAB_OPTIONS := --allow-root --ServerApp.root_dir=. --LabApp.default_url=/lab/tre
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_OPTIONS) $(LAB_EXTRA)
 
-## Set up (first time) and run every test: unit tests, then every notebook under nbval.
+## Set up (first time) and run every test: the unit tests and every notebook under nbval.
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks solutions exercises $(NBVAL)
+	$(PY) -m pytest tests notebooks solutions exercises $(NBVAL) $(PARALLEL)
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(PARALLEL)
 
 notebooks: $(STAMP)
-	$(PY) -m pytest notebooks solutions exercises $(NBVAL)
+	$(PY) -m pytest notebooks solutions exercises $(NBVAL) $(PARALLEL)
 
 ## Regenerate exercises/ from solutions/.
 exercises: $(STAMP)
