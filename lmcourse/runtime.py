@@ -168,7 +168,7 @@ BUDGETS: dict[str, Budget] = {
         compare_steps=250, overfit_chars=3200, overfit_steps=300, markov_steps=750, lm_hidden=192, lm_layers=1,
         overfit_hidden=128,
         mlp_steps=2000,  # lesson 01
-        scaling_shapes=((1, 16), (2, 24), (2, 32), (2, 48), (3, 64)),
+        scaling_shapes=((1, 8), (1, 16), (2, 24), (2, 32)),
         scaling_steps=(75, 150, 300, 600),  # lesson 08
         dist_steps=50,  # lesson 07
         transfer_sizes=(16, 64, 256), transfer_steps=30, transfer_test=300,  # lesson 07, transfer
