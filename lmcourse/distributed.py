@@ -51,8 +51,8 @@ from lmcourse.models.gpt import GPT, GPTConfig
 from lmcourse.train import GetBatch, History, TrainConfig, train
 from lmcourse.validate import positive_int
 
-__all__ = ["STRATEGIES", "Process", "init_process", "sharded_batches", "course_gpt", "wrap",
-           "local_parameter_bytes", "train_gpt", "run", "main", "fit_mirrored"]
+__all__ = ["STRATEGIES", "Process", "Report", "init_process", "sharded_batches", "course_gpt", "wrap",
+           "local_parameter_bytes", "train_gpt", "full_state", "run", "main", "fit_mirrored"]
 
 STRATEGIES = ("ddp", "fsdp")
 LAUNCH = "torchrun --standalone --nproc_per_node 2 -m lmcourse.distributed"
@@ -93,13 +93,14 @@ def init_process(timeout_s: float = 300.0) -> Process:
     return Process(rank, world, local, backend, device)
 
 
-def sharded_batches(data: torch.Tensor, split_data: dict, batch_size: int, block_size: int,
+def sharded_batches(splits: dict[str, torch.Tensor], batch_size: int, block_size: int,
                     rank: int, world_size: int) -> GetBatch:
     """``get_batch(split, generator)`` giving rank ``rank`` its slice of one global batch.
 
     The global batch is ``batch_size * world_size`` random windows drawn with
     ``generator`` (the same on every rank); this rank keeps windows
-    ``rank * batch_size`` to ``(rank + 1) * batch_size``.
+    ``rank * batch_size`` to ``(rank + 1) * batch_size``. ``splits`` maps a
+    split's name ("train", "val") to its 1-D token ids.
     """
     positive_int("batch_size", batch_size)
     if not 0 <= rank < world_size:
@@ -107,9 +108,9 @@ def sharded_batches(data: torch.Tensor, split_data: dict, batch_size: int, block
     lo, hi = rank * batch_size, (rank + 1) * batch_size
 
     def get_batch(split: str, generator: torch.Generator):
-        if split not in split_data:
-            raise KeyError(f"split must be one of {sorted(split_data)}, got {split!r}")
-        x, y = random_windows(split_data[split], batch_size * world_size, block_size, generator=generator)
+        if split not in splits:
+            raise KeyError(f"split must be one of {sorted(splits)}, got {split!r}")
+        x, y = random_windows(splits[split], batch_size * world_size, block_size, generator=generator)
         return x[lo:hi], y[lo:hi]
 
     return get_batch
@@ -172,7 +173,7 @@ def train_gpt(b: runtime.Budget, steps: int, *, batch_size: int | None = None, s
     batch_size = positive_int("batch_size", batch_size if batch_size is not None else b.batch_size)
     device = torch.device(device)
     data = char_data(b, device="cpu")
-    get_batch = sharded_batches(data.ids, {s: data.batches.splits[s] for s in ("train", "val")},
+    get_batch = sharded_batches({s: data.batches.splits[s] for s in ("train", "val")},
                                 batch_size, b.block_size, rank, world_size)
     runtime.seed_everything(seed)  # the same initial weights on every rank (FSDP needs it)
     model = course_gpt(b, data.vocab_size)

@@ -62,12 +62,12 @@ def test_fsdp_shards_parameters_and_matches_one_process(tmp_path, one_process):
 def test_sharded_batches_split_one_global_batch():
     data = {"train": torch.arange(500), "val": torch.arange(200)}
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    whole_x, whole_y = sharded_batches(data["train"], data, 6, 8, rank=0, world_size=1)("train", gen())
-    parts = [sharded_batches(data["train"], data, 3, 8, rank=r, world_size=2)("train", gen()) for r in (0, 1)]
+    whole_x, whole_y = sharded_batches(data, 6, 8, rank=0, world_size=1)("train", gen())
+    parts = [sharded_batches(data, 3, 8, rank=r, world_size=2)("train", gen()) for r in (0, 1)]
     assert torch.equal(torch.cat([p[0] for p in parts]), whole_x)
     assert torch.equal(torch.cat([p[1] for p in parts]), whole_y)
     with pytest.raises(ValueError, match="rank must be in 0..1"):
-        sharded_batches(data["train"], data, 3, 8, rank=2, world_size=2)
+        sharded_batches(data, 3, 8, rank=2, world_size=2)
 
 
 def test_outside_torchrun_the_error_says_how_to_launch(monkeypatch):
