@@ -1,20 +1,26 @@
 """lmcourse.distributed: DDP and FSDP under torchrun on 2 gloo processes; MirroredStrategy."""
 import json
 import math
+import multiprocessing as mp
+import os
 import re
+import socket
 import subprocess
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from lmcourse import runtime
-from lmcourse.distributed import full_state, init_process, sharded_batches, train_gpt
+from lmcourse.distributed import full_state, init_process, run, sharded_batches, train_gpt
 
 B = runtime.budget("smoke")
 
 
-def torchrun(tmp_path, strategy: str) -> tuple[str, dict, dict]:
+def torchrun(tmp_path, strategy: str = "ddp") -> tuple[str, dict, dict]:
     """One step of `python -m lmcourse.distributed` on 2 processes: stdout, report, weights."""
     save, report = tmp_path / f"{strategy}.pt", tmp_path / f"{strategy}.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -49,9 +55,32 @@ def test_ddp_step_on_two_processes_equals_one_process_on_the_combined_batch(tmp_
     assert max_diff(full_state(half), one_process) > 1e-4
 
 
+def _fsdp_rank(rank: int, port: int, folder: str) -> None:
+    """One rank of a 2-process FSDP job, forked from the test: no torchrun, no second import of torch."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    proc = init_process(timeout_s=60)
+    try:
+        report = run(proc, B, 1, strategy="fsdp", save=f"{folder}/fsdp.pt")
+        if rank == 0:
+            Path(folder, "fsdp.json").write_text(json.dumps(asdict(report)))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_fsdp_shards_parameters_and_matches_one_process(tmp_path, one_process):
-    out, report, weights = torchrun(tmp_path, "fsdp")
-    assert "world size 2" in out and "strategy fsdp" in out
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = [mp.get_context("fork").Process(target=_fsdp_rank, args=(r, port, str(tmp_path))) for r in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(timeout=180)
+    assert [p.exitcode for p in ranks] == [0, 0]
+    report = json.loads((tmp_path / "fsdp.json").read_text())
+    assert report["world_size"] == 2 and report["strategy"] == "fsdp"
+    weights = torch.load(tmp_path / "fsdp.pt", weights_only=True)
     assert max_diff(weights, one_process) < 1e-6  # gathered from both shards
     full_bytes = sum(t.numel() * t.element_size() for name, t in one_process.items()
                      if name != "head.weight")  # tied to tok_emb.weight: one matrix
