@@ -7,7 +7,7 @@ quality for size or speed at deployment:
   ``torch.nn.utils.prune`` does it with a mask; ``prune.remove`` makes it
   permanent. The matrices stay dense, so on dense kernels the zeros cost as much
   time and memory as any other number: pruning pays only with a sparse format
-  or sparse hardware (2:4 sparsity on recent GPUs).
+  or sparse hardware (2:4 sparsity on recent GPUs, Mishra et al. 2021).
 * Int8 weight quantization: store each weight matrix as int8 with one float
   scale per output row (symmetric, ``scale = max|w_row| / 127``), 4x smaller
   than fp32. ``quantize_int8`` / ``dequantize_int8`` write it out; ``Int8Linear``
@@ -194,9 +194,10 @@ def library_quantize_int8(model: nn.Module, verbose: bool = True) -> nn.Module:
     symmetric int8 weights with one scale per output row, like ``quantize_int8``
     (its scale is ``max|w_row| / 127.5``, as it maps the range onto -128..127),
     and activations quantized to uint8 at run time, batch by batch, so that the
-    matmul itself runs in integers. torch 2.10 on warns that ``torch.ao.quantization``
-    is deprecated and will move to the ``torchao`` package; with ``verbose``
-    the warning's first line is printed rather than dropped.
+    matmul itself runs in integers. torch warns that ``torch.ao.quantization`` is
+    deprecated in favour of the separate ``torchao`` package ("will be removed in
+    2.10", it says; 2.13 still has it, and ``torchao`` is not a course dependency).
+    With ``verbose`` the warnings' first lines are printed rather than dropped.
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
