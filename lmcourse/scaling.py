@@ -349,6 +349,9 @@ def _read_cached(key: str) -> dict | None:
         return None
 
 
+_DATA: dict = {}  # the last corpus the sweep read, by (chars, batch, block, device)
+
+
 def _head_count(n_embd: int) -> int:
     """Heads of 16 dimensions where the width allows, else one head."""
     return n_embd // 16 if n_embd % 16 == 0 and n_embd >= 16 else 1
@@ -423,7 +426,11 @@ def sweep(budget: runtime.Budget | str | None = None, *, shapes=None, steps=None
     shapes, steps = _check_grid(shapes if shapes is not None else b.scaling_shapes,
                                 steps if steps is not None else b.scaling_steps)
     dev = torch.device(device) if device is not None else runtime.device()
-    data = char_data(b, device=dev)
+    data_key = (b.corpus_chars, b.batch_size, b.block_size, str(dev))
+    if data_key not in _DATA:  # reading and encoding the corpus takes seconds: once per process
+        _DATA.clear()
+        _DATA[data_key] = char_data(b, device=dev)
+    data = _DATA[data_key]
     val_ids = data.batches.splits.val[: b.eval_tokens + 1]
     settings = {"corpus": hashlib.sha256(data.text.encode("utf-8")).hexdigest()[:16],
                 "corpus_chars": len(data.text), "batch_size": b.batch_size, "block_size": b.block_size,
