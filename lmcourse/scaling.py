@@ -41,7 +41,7 @@ from lmcourse import atomic, runtime
 from lmcourse.validate import number, positive_int
 
 __all__ = ["LossFit", "Run", "Sweep", "compute_optimal", "fit_loss_surface", "fit_power_law",
-           "non_embedding_params", "shipped_path", "sweep", "training_flops"]
+           "non_embedding_params", "shipped_path", "sweep", "training_flops", "write_shipped"]
 
 HUBER_DELTA = 1e-3  # Hoffmann et al. (2022): Huber loss on log-loss residuals, delta = 1e-3
 
