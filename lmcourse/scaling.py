@@ -304,8 +304,10 @@ class Sweep:
     def __str__(self) -> str:
         lines = [f"{'shape':>8} {'N':>9} {'D':>10} {'val loss':>9} {'seconds':>8}  source"]
         for r in self.runs:
+            # A shipped run's time was measured on another (shared) machine: not comparable.
+            seconds = "-" if r.source == "shipped" else f"{r.seconds:.1f}"
             lines.append(f"{r.n_layer:>3} x {r.n_embd:<4} {r.N:>9,} {r.D:>10,} {r.val_loss:9.3f} "
-                         f"{r.seconds:8.1f}  {r.source}")
+                         f"{seconds:>8}  {r.source}")
         lines.append(f"unigram baseline: {self.unigram_loss:.3f} nats per character")
         return "\n".join(lines)
 

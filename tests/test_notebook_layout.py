@@ -33,7 +33,7 @@ def test_there_are_lessons_and_exercises():
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_first_code_cell_is_the_colab_cell(path):
-    assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name)
+    assert re.fullmatch(r"\d\d[a-z]?_[a-z0-9_]+\.ipynb", path.name)  # 07b: a lesson in two parts
     assert _code_cells(path)[0].source.strip() == COLAB_CELL
 
 
