@@ -126,6 +126,10 @@ def test_translator_encodes_only_targets_as_labels():
         tr.encode("the unicorn sees a cat")
     with pytest.raises(ValueError, match="special tokens"):
         Translator(["a", SEP], 8)
+    with pytest.raises(ValueError, match="needs val_pairs"):
+        tr.fit([(p.source, p.target)], steps=1, batch_size=1, lr=1e-3, eval_batches=1)
+    with pytest.raises(ValueError, match="non-empty strings"):
+        tr.fit([(p.source, "")], steps=1, batch_size=1, lr=1e-3)
 
 
 def test_translator_learns_and_back_translation_round_trip():
