@@ -152,7 +152,7 @@ BUDGETS: dict[str, Budget] = {
         mlp_steps=150,  # lesson 01
         scaling_shapes=((1, 8), (1, 16), (1, 32)), scaling_steps=(40, 80, 160),  # lesson 08
         dist_steps=10,  # lesson 07
-        transfer_sizes=(16, 64), transfer_steps=8, transfer_test=60,  # lesson 07, transfer
+        transfer_sizes=(16, 64), transfer_steps=4, transfer_test=60,  # lesson 07, transfer
         privacy_examples=2000, privacy_steps=150, privacy_chars=20_000, canary_copies=8,  # lesson 07, privacy
         precision_steps=40,  # lesson 07, memory
         augment_pairs=100, augment_steps=300,  # lesson 07, augmentation
