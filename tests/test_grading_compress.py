@@ -86,12 +86,6 @@ def kd_crashes(s, t, y, T, alpha):
     return s[len(s)].sum()  # one row past the end
 
 
-@pytest.mark.parametrize("answer", [kd_right, kd_with_kl_div])
-def test_correct_distillation_losses_pass(answer):
-    result = run("distillation_loss", answer, record=False)
-    assert result.passed, str(result)
-
-
 DISTILL_WRONG = [
     (kd_no_t_squared, "not multiplied by t²"),
     (kd_reversed, "wrong way round"),
@@ -100,11 +94,6 @@ DISTILL_WRONG = [
     (kd_alpha_swapped, "alpha weighs the wrong term"),
     (kd_hard_at_t, "hard loss is computed at temperature t"),
 ]
-
-
-@pytest.mark.parametrize("answer, keyword", DISTILL_WRONG, ids=[f.__name__ for f, _ in DISTILL_WRONG])
-def test_distillation_mistakes_are_named(answer, keyword):
-    assert_fails_naming("distillation_loss", answer, keyword)
 
 
 def test_distillation_overflow_crash_and_shape_are_reported():
@@ -169,12 +158,6 @@ def q8_nan_scale(w):
         torch.where(scale > 0, scale, torch.full_like(scale, float("nan")))
 
 
-@pytest.mark.parametrize("answer", [q8_right, q8_naive_division])
-def test_correct_quantizers_pass(answer):
-    result = run("quantize_int8", answer, record=False)
-    assert result.passed, str(result)
-
-
 QUANT_WRONG = [
     (q8_one_scale, "one scale for the whole matrix"),
     (q8_255, "divides by 255"),
@@ -184,9 +167,24 @@ QUANT_WRONG = [
 ]
 
 
-@pytest.mark.parametrize("answer, keyword", QUANT_WRONG, ids=[f.__name__ for f, _ in QUANT_WRONG])
-def test_quantization_mistakes_are_named(answer, keyword):
-    assert_fails_naming("quantize_int8", answer, keyword)
+# ---------------------------------------------------------------------------
+# Both exercises: right answers pass, every classic mistake is named
+
+RIGHT = [("distillation_loss", kd_right), ("distillation_loss", kd_with_kl_div),
+         ("quantize_int8", q8_right), ("quantize_int8", q8_naive_division)]
+WRONG = ([("distillation_loss", f, keyword) for f, keyword in DISTILL_WRONG]
+         + [("quantize_int8", f, keyword) for f, keyword in QUANT_WRONG])
+
+
+@pytest.mark.parametrize("exercise, answer", RIGHT, ids=[f.__name__ for _, f in RIGHT])
+def test_correct_answers_pass(exercise, answer):
+    result = run(exercise, answer, record=False)
+    assert result.passed, str(result)
+
+
+@pytest.mark.parametrize("exercise, answer, keyword", WRONG, ids=[f.__name__ for _, f, _ in WRONG])
+def test_mistakes_are_named(exercise, answer, keyword):
+    assert_fails_naming(exercise, answer, keyword)
 
 
 def test_quantization_dtype_and_nan_are_reported():
