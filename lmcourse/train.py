@@ -210,7 +210,7 @@ def evaluate(model: torch.nn.Module, get_batch: GetBatch, batches: int, *, split
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
     dev = next(model.parameters()).device
-    amp = _precision(dev, precision, mixed_precision)
+    amp = runtime.precision(dev, precision, enabled=mixed_precision)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -244,7 +244,7 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
     model.to(dev)
     step_model = _compiled(model, config.compile)  # the same weights; checkpoints save `model`
     loss_fn = loss_fn or next_token_loss
-    amp = _precision(dev, config.precision, config.mixed_precision)
+    amp = runtime.precision(dev, config.precision, enabled=config.mixed_precision)
     scaler = amp.grad_scaler()  # scales the loss for fp16 only; a no-op otherwise
     optimizer = make_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -321,13 +321,6 @@ def train(model: torch.nn.Module, get_batch: GetBatch, config: TrainConfig, *,
                 _save_checkpoint(path, model, optimizer, scaler, generator, step, history, config)
             window_start, window_tokens = time.perf_counter(), 0  # evaluation is not training time
     return history
-
-
-def _precision(dev: torch.device, precision: str, mixed_precision: bool) -> runtime.Precision:
-    """The autocast a run asked for: ``precision`` by name, or "auto" as ``mixed_precision`` says."""
-    if precision == "auto":
-        return runtime.precision(dev, enabled=mixed_precision)
-    return runtime.precision(dev, precision)
 
 
 def _compiled(model: torch.nn.Module, wanted: bool) -> torch.nn.Module:

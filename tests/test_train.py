@@ -141,7 +141,7 @@ def test_loss_fn_trains_a_model_that_is_not_a_language_model():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_the_mixed_precision_path_trains_and_resumes_with_its_loss_scale(dtype, monkeypatch, tmp_path):
     # The GPU's code path, run on the CPU: autocast to a 16-bit type, and for fp16 a GradScaler.
-    monkeypatch.setattr(runtime, "precision", lambda dev=None, enabled=True: runtime.Precision("cpu", dtype))
+    monkeypatch.setattr(runtime, "precision", lambda dev=None, name="auto", enabled=True: runtime.Precision("cpu", dtype))
 
     def millinats(model, batch):  # a loss in big units: fp16 gradients overflow until the scale backs off
         return 1000 * next_token_loss(model, batch)
