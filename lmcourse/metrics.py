@@ -8,6 +8,8 @@ Three families, one section each:
 - Generated text against references: ROUGE-1/2/L with the longest common
   subsequence behind ROUGE-L (equal to ``rouge_score``), and corpus BLEU with
   the 13a tokenizer (equal to ``sacrebleu``).
+- Generated text against itself, how diverse a set of samples is: distinct-n
+  and self-BLEU (lesson 11).
 
 How *fast* a model generates (time to first token, per-token latency,
 throughput) is a measurement of the system, not of the text: it lives in
@@ -49,6 +51,8 @@ __all__ = [
     "rouge",
     "bleu",
     "tokenize_13a",
+    "distinct_n",
+    "self_bleu",
 ]
 
 LN2 = math.log(2.0)
@@ -442,6 +446,11 @@ def bleu(hypotheses: Sequence[str], references: Sequence) -> float:
             total[len(ngram) - 1] += count
             correct[len(ngram) - 1] += min(count, best[ngram])
 
+    return _bleu_score(correct, total, hyp_len, ref_len)
+
+
+def _bleu_score(correct: list[int], total: list[int], hyp_len: int, ref_len: int) -> float:
+    """BLEU (0-100) from pooled clipped matches and totals per order and the two lengths."""
     if not any(correct):
         return 0.0
     log_precision = 0.0
@@ -456,3 +465,88 @@ def bleu(hypotheses: Sequence[str], references: Sequence) -> float:
             log_precision += math.log(correct[n] / total[n])
     brevity = 1.0 if hyp_len >= ref_len else math.exp(1 - ref_len / hyp_len)
     return 100.0 * brevity * math.exp(log_precision / _MAX_ORDER)
+
+
+# ---------------------------------------------------------------------------
+# Diversity of a set of samples: distinct-n and self-BLEU
+#
+# Both look only at the generated texts, never at a reference: they say how
+# much the samples differ from one another, not whether they are any good. A
+# model that always writes the same sentence scores the worst on both, however
+# fine the sentence; a model that writes random words scores the best.
+
+
+def _check_texts(texts, minimum: int, what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError(f"texts must be a list of strings, not a single string ({what})")
+    texts = list(texts)
+    if len(texts) < minimum:
+        raise ValueError(f"{what} needs at least {minimum} text(s), got {len(texts)}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f"text {i} must be a string, got {type(t).__name__}")
+    return texts
+
+
+def distinct_n(texts: Sequence[str], n: int, unit: str = "words") -> float:
+    """Distinct-n (Li et al., 2016): distinct n-grams over all n-grams of ``texts``, in [0, 1].
+
+    The n-grams of every text are pooled (none spans two texts) and the number
+    of different ones is divided by their total, so 1.0 means no n-gram occurs
+    twice and 1/len(texts) is what copies of one text score at best. ``unit``
+    is ``"words"`` (the 13a tokens BLEU uses, so punctuation counts as a word)
+    or ``"chars"``. The value falls as texts get longer or more numerous, even
+    at the same diversity: compare sets of the same size and length only.
+    """
+    from lmcourse.validate import positive_int
+
+    n = positive_int("n", n)
+    if unit not in ("words", "chars"):
+        raise ValueError(f"unit must be 'words' or 'chars', got {unit!r}")
+    texts = _check_texts(texts, 1, "distinct_n")
+    counts = Counter()
+    for text in texts:
+        tokens = tokenize_13a(text) if unit == "words" else list(text)
+        counts.update(_ngrams(tokens, n))
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError(f"no {n}-grams of {unit}: every text is shorter than {n} {unit}")
+    return len(counts) / total
+
+
+def self_bleu(texts: Sequence[str]) -> float:
+    """Self-BLEU (Zhu et al., 2018, Texygen), 0-100: how much each text repeats the others.
+
+    Each text in turn is the hypothesis and all the *other* texts are its
+    references; the score is the mean of those sentence-level BLEUs (the
+    course's :func:`bleu` of one hypothesis, BLEU-4 with sacrebleu's smoothing).
+    100 means every text is a copy of another; 0 that no text shares even a
+    word with the rest. Equal to ``mean(bleu([t], [others]) for t in texts)``,
+    computed in one pass: for every n-gram it keeps the two largest counts
+    over the texts, so the clipping limit "largest count among the others" is
+    the largest count unless this text holds it, then the second largest.
+    """
+    texts = _check_texts(texts, 2, "self_bleu")
+    tokens = [tokenize_13a(t) for t in texts]
+    grams = [_all_ngrams(t) for t in tokens]
+    top: dict[tuple, list] = {}  # n-gram -> [largest count, its text, second largest]
+    for i, g in enumerate(grams):
+        for ngram, c in g.items():
+            entry = top.setdefault(ngram, [0, -1, 0])
+            if c > entry[0]:
+                entry[:] = [c, i, entry[0]]
+            elif c > entry[2]:
+                entry[2] = c
+    lengths = [len(t) for t in tokens]
+    scores = []
+    for i, g in enumerate(grams):
+        correct, total = [0] * _MAX_ORDER, [0] * _MAX_ORDER
+        for ngram, c in g.items():
+            best, holder, second = top[ngram]
+            total[len(ngram) - 1] += c
+            correct[len(ngram) - 1] += min(c, second if holder == i else best)
+        h = lengths[i]
+        others = lengths[:i] + lengths[i + 1:]
+        ref_len = min(others, key=lambda r: (abs(r - h), r))  # bleu's closest reference length
+        scores.append(_bleu_score(correct, total, h, ref_len) if h else 0.0)
+    return sum(scores) / len(scores)
