@@ -497,6 +497,7 @@ def distinct_n(texts: Sequence[str], n: int, unit: str = "words") -> float:
     is ``"words"`` (the 13a tokens BLEU uses, so punctuation counts as a word)
     or ``"chars"``. The value falls as texts get longer or more numerous, even
     at the same diversity: compare sets of the same size and length only.
+    Texts with no n-gram at all (blank, or all shorter than n) score 0.0.
     """
     from lmcourse.validate import positive_int
 
@@ -509,9 +510,7 @@ def distinct_n(texts: Sequence[str], n: int, unit: str = "words") -> float:
         tokens = tokenize_13a(text) if unit == "words" else list(text)
         counts.update(_ngrams(tokens, n))
     total = sum(counts.values())
-    if total == 0:
-        raise ValueError(f"no {n}-grams of {unit}: every text is shorter than {n} {unit}")
-    return len(counts) / total
+    return len(counts) / total if total else 0.0  # no n-gram at all (blank text): nothing varies
 
 
 def self_bleu(texts: Sequence[str]) -> float:
