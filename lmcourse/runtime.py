@@ -133,6 +133,16 @@ class Budget:
     augment_pairs: int  # parallel pairs of the low-resource translation task (lesson 07, augmentation)
     augment_steps: int  # updates of each translator trained on it (lesson 07, augmentation)
     compress_steps: int  # updates of the teacher GPT and of each student (lesson 07, compression)
+    lit_pretrain_images: int  # clean labelled images the image tower is pretrained on (lesson 10, LiT)
+    lit_pretrain_steps: int  # its supervised updates (lesson 10, LiT)
+    lit_pairs: int  # noisy image-caption pairs of the contrastive training (lesson 10, LiT)
+    lit_steps: tuple  # contrastive step counts evaluated, in one run per setting (lesson 10, LiT)
+    lit_batch: int  # pairs per contrastive batch, and images per pretraining batch (lesson 10, LiT)
+    lit_width: int  # width of both towers and of the shared embedding (lesson 10, LiT)
+    lit_test_images: int  # images in each zero-shot / retrieval test set (lesson 10, LiT)
+    diversity_model: tuple  # (n_layer, n_head, n_embd) of the char GPT whose samples are measured (lesson 11, diversity)
+    diversity_steps: int  # its training updates (lesson 11, diversity)
+    diversity_samples: int  # continuations drawn per decoding setting (lesson 11, diversity)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -157,6 +167,9 @@ BUDGETS: dict[str, Budget] = {
         precision_steps=40,  # lesson 07, memory
         augment_pairs=100, augment_steps=300,  # lesson 07, augmentation
         compress_steps=60,  # lesson 07, compression
+        lit_pretrain_images=2000, lit_pretrain_steps=150, lit_pairs=600, lit_steps=(60, 120), lit_batch=64,
+        lit_width=32, lit_test_images=150,  # lesson 10, LiT
+        diversity_model=(1, 2, 64), diversity_steps=150, diversity_samples=48,  # lesson 11, diversity
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -176,6 +189,9 @@ BUDGETS: dict[str, Budget] = {
         precision_steps=100,  # lesson 07, memory
         augment_pairs=200, augment_steps=600,  # lesson 07, augmentation
         compress_steps=300,  # lesson 07, compression
+        lit_pretrain_images=6000, lit_pretrain_steps=600, lit_pairs=1500, lit_steps=(150, 300, 600),
+        lit_batch=128, lit_width=64, lit_test_images=300,  # lesson 10, LiT
+        diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -195,6 +211,9 @@ BUDGETS: dict[str, Budget] = {
         precision_steps=800,  # lesson 07, memory
         augment_pairs=400, augment_steps=2000,  # lesson 07, augmentation
         compress_steps=1000,  # lesson 07, compression
+        lit_pretrain_images=20_000, lit_pretrain_steps=2000, lit_pairs=4000, lit_steps=(300, 1000, 2000),
+        lit_batch=256, lit_width=128, lit_test_images=1000,  # lesson 10, LiT
+        diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
     ),
 }
 
