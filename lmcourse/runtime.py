@@ -140,6 +140,9 @@ class Budget:
     lit_batch: int  # pairs per contrastive batch, and images per pretraining batch (lesson 10, LiT)
     lit_width: int  # width of both towers and of the shared embedding (lesson 10, LiT)
     lit_test_images: int  # images in each zero-shot / retrieval test set (lesson 10, LiT)
+    icl_steps: int  # updates of the two-layer GPT, with and without the examples (lesson 11, in-context)
+    icl_embd: int  # its width (lesson 11, in-context)
+    icl_test: int  # held-out-mapping sequences it is scored on (lesson 11, in-context)
     diversity_model: tuple  # (n_layer, n_head, n_embd) of the char GPT whose samples are measured (lesson 11, diversity)
     diversity_steps: int  # its training updates (lesson 11, diversity)
     diversity_samples: int  # continuations drawn per decoding setting (lesson 11, diversity)
@@ -169,6 +172,7 @@ BUDGETS: dict[str, Budget] = {
         compress_steps=60,  # lesson 07, compression
         lit_pretrain_images=2000, lit_pretrain_steps=150, lit_pairs=600, lit_steps=(60, 120), lit_batch=64,
         lit_width=32, lit_test_images=150,  # lesson 10, LiT
+        icl_steps=200, icl_embd=32, icl_test=500,  # lesson 11, in-context
         diversity_model=(1, 2, 64), diversity_steps=150, diversity_samples=48,  # lesson 11, diversity
     ),
     "cpu": Budget(
@@ -191,6 +195,7 @@ BUDGETS: dict[str, Budget] = {
         compress_steps=300,  # lesson 07, compression
         lit_pretrain_images=6000, lit_pretrain_steps=600, lit_pairs=1500, lit_steps=(150, 300, 600),
         lit_batch=128, lit_width=64, lit_test_images=300,  # lesson 10, LiT
+        icl_steps=1500, icl_embd=64, icl_test=2000,  # lesson 11, in-context
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
     ),
     "gpu": Budget(
@@ -213,6 +218,7 @@ BUDGETS: dict[str, Budget] = {
         compress_steps=1000,  # lesson 07, compression
         lit_pretrain_images=20_000, lit_pretrain_steps=2000, lit_pairs=4000, lit_steps=(300, 1000, 2000),
         lit_batch=256, lit_width=128, lit_test_images=1000,  # lesson 10, LiT
+        icl_steps=4000, icl_embd=128, icl_test=5000,  # lesson 11, in-context
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
     ),
 }
