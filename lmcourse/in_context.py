@@ -32,7 +32,7 @@ import torch
 from lmcourse.validate import integer, positive_int
 
 __all__ = ["MappingTask", "Episodes", "blind", "examples_seen", "accuracy_by_k",
-           "model_accuracy_by_k", "IGNORE"]
+           "model_accuracy_by_k", "lookup_logits", "IGNORE"]
 
 IGNORE = -100  # the target at positions with nothing to predict: F.cross_entropy skips it
 
@@ -56,9 +56,9 @@ class MappingTask:
     ``held_out`` mappings are kept for evaluation: training draws never use one.
     """
 
-    n_inputs: int = 8
-    n_outputs: int = 8
-    n_pairs: int = 16
+    n_inputs: int = 6
+    n_outputs: int = 6
+    n_pairs: int = 12
     held_out: int = 256
     seed: int = 0
 
@@ -187,6 +187,21 @@ def examples_seen(tokens: torch.Tensor, task: MappingTask) -> torch.Tensor:
     xs = task.check_tokens(tokens)[:, 0::2]
     same = xs[:, :, None] == xs[:, None, :]  # (B, query i, earlier j)
     return (same & torch.ones_like(same[0]).tril(-1)).sum(-1)
+
+
+def lookup_logits(tokens: torch.Tensor, task: MappingTask) -> torch.Tensor:
+    """The hand-written rule a trained model should find: answer with the output of the latest
+    earlier pair with the same input; with no such pair, all scores 0 (the first output wins).
+    Next-token scores (B, T, vocab_size), one-hot at each input position that has an example."""
+    tokens = task.check_tokens(tokens)
+    xs, ys = tokens[:, 0::2], tokens[:, 1::2]
+    same = (xs[:, :, None] == xs[:, None, :]) & torch.ones_like(xs[0, :, None], dtype=torch.bool).expand(
+        -1, xs.shape[1]).tril(-1)
+    latest = (same * torch.arange(1, xs.shape[1] + 1)).argmax(-1)  # the largest earlier j with x_j = x_i
+    logits = torch.zeros(*tokens.shape, task.vocab_size)
+    answers = torch.nn.functional.one_hot(ys.gather(1, latest), task.vocab_size).float()
+    logits[:, 0::2] = answers * same.any(-1, keepdim=True)
+    return logits
 
 
 def accuracy_by_k(logits: torch.Tensor, tokens: torch.Tensor, task: MappingTask, max_k: int) -> dict:
