@@ -173,7 +173,7 @@ BUDGETS: dict[str, Budget] = {
         lit_pretrain_images=2000, lit_pretrain_steps=150, lit_pairs=600, lit_steps=(60, 120), lit_batch=64,
         lit_width=32, lit_test_images=150,  # lesson 10, LiT
         icl_steps=200, icl_embd=32, icl_test=500,  # lesson 11, in-context
-        diversity_model=(1, 2, 64), diversity_steps=150, diversity_samples=48,  # lesson 11, diversity
+        diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
