@@ -32,6 +32,7 @@ from lmcourse.grading import exercises_rnn  # noqa: E402,F401  (lessons 03-04's 
 from lmcourse.grading import exercises_transformer  # noqa: E402,F401  (lesson 06's checks)
 from lmcourse.grading import exercises_eval  # noqa: E402,F401  (lesson 09's checks)
 from lmcourse.grading import exercises_compress  # noqa: E402,F401  (lesson 07's checks)
+from lmcourse.grading import exercises_dialogue  # noqa: E402,F401  (lesson 11's checks)
 from lmcourse.grading import exercises_multimodal  # noqa: E402,F401  (lesson 10's checks)
 
 __all__ = [
