@@ -32,7 +32,7 @@ import torch
 from lmcourse.validate import integer, positive_int
 
 __all__ = ["MappingTask", "Episodes", "blind", "examples_seen", "accuracy_by_k",
-           "model_accuracy_by_k", "lookup_logits", "IGNORE"]
+           "model_accuracy_by_k", "lookup_logits", "prompt_majority_logits", "IGNORE"]
 
 IGNORE = -100  # the target at positions with nothing to predict: F.cross_entropy skips it
 
@@ -201,6 +201,21 @@ def lookup_logits(tokens: torch.Tensor, task: MappingTask) -> torch.Tensor:
     logits = torch.zeros(*tokens.shape, task.vocab_size)
     answers = torch.nn.functional.one_hot(ys.gather(1, latest), task.vocab_size).float()
     logits[:, 0::2] = answers * same.any(-1, keepdim=True)
+    return logits
+
+
+def prompt_majority_logits(tokens: torch.Tensor, task: MappingTask) -> torch.Tensor:
+    """The counting rule: answer with the output seen most often so far in the prompt, ignoring
+    the query (ties go to the lowest output). It uses the context but not which input is asked:
+    a query seen k times before has its output k times among the earlier ones, so counting
+    already beats chance, more so as k grows. A model must beat it to show it uses the query."""
+    tokens = task.check_tokens(tokens)
+    outputs = torch.nn.functional.one_hot(tokens[:, 1::2] - task.n_inputs, task.n_outputs).float()
+    before = outputs.cumsum(1) - outputs  # (B, n_pairs, n_outputs): counts of earlier outputs
+    # Ties to the lowest output: a strictly decreasing tiny bonus never outweighs a count of 1.
+    tie_break = torch.linspace(0.5, 0.0, task.n_outputs)
+    logits = torch.zeros(*tokens.shape, task.vocab_size)
+    logits[:, 0::2, task.n_inputs:task.hidden] = before + tie_break
     return logits
 
 

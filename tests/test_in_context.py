@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmcourse.in_context import (IGNORE, MappingTask, accuracy_by_k, blind, examples_seen, lookup_logits,
-                                 model_accuracy_by_k)
+                                 model_accuracy_by_k, prompt_majority_logits)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,11 @@ def test_bad_tokens_and_logits_are_named(task):
         task.sample(3, torch.Generator(), "val")
     with pytest.raises(ValueError, match="max_k must be an integer >= 0"):
         accuracy_by_k(torch.zeros(3, 24, task.vocab_size), good, task, max_k=-1)
+
+
+def test_the_counting_rule_answers_the_most_frequent_earlier_output():
+    task = MappingTask(n_inputs=3, n_outputs=3, n_pairs=5, held_out=2)
+    tokens = torch.tensor([[0, 4, 1, 5, 2, 5, 0, 4, 1, 5]])  # outputs 1 2 2 1 2 (ids 4, 5)
+    answers = prompt_majority_logits(tokens, task)[0, 0::2, 3:6].argmax(-1)
+    # nothing yet: output 0; then 1; then 1 and 2 tie at one each: 1; then 2 (two); then 1 and 2 tie at two: 1
+    assert answers.tolist() == [0, 1, 1, 2, 1]
