@@ -146,6 +146,9 @@ class Budget:
     diversity_model: tuple  # (n_layer, n_head, n_embd) of the char GPT whose samples are measured (lesson 11, diversity)
     diversity_steps: int  # its training updates (lesson 11, diversity)
     diversity_samples: int  # continuations drawn per decoding setting (lesson 11, diversity)
+    dialogue_model: tuple  # (n_layer, n_head, n_embd) of the tiny assistant GPT (lesson 11, dialogue)
+    dialogue_steps: int  # its updates, with the assistant-only loss and on every token (lesson 11, dialogue)
+    dialogue_test: int  # held-out prompts its replies are scored on (lesson 11, dialogue)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -174,6 +177,7 @@ BUDGETS: dict[str, Budget] = {
         lit_width=32, lit_test_images=150,  # lesson 10, LiT
         icl_steps=200, icl_embd=32, icl_test=500,  # lesson 11, in-context
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
+        dialogue_model=(1, 2, 32), dialogue_steps=100, dialogue_test=40,  # lesson 11, dialogue
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -197,6 +201,7 @@ BUDGETS: dict[str, Budget] = {
         lit_batch=128, lit_width=64, lit_test_images=300,  # lesson 10, LiT
         icl_steps=1500, icl_embd=64, icl_test=2000,  # lesson 11, in-context
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
+        dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -220,6 +225,7 @@ BUDGETS: dict[str, Budget] = {
         lit_batch=256, lit_width=128, lit_test_images=1000,  # lesson 10, LiT
         icl_steps=4000, icl_embd=128, icl_test=5000,  # lesson 11, in-context
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
+        dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
     ),
 }
 
