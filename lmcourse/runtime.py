@@ -149,6 +149,8 @@ class Budget:
     dialogue_model: tuple  # (n_layer, n_head, n_embd) of the tiny assistant GPT (lesson 11, dialogue)
     dialogue_steps: int  # its updates, with the assistant-only loss and on every token (lesson 11, dialogue)
     dialogue_test: int  # held-out prompts its replies are scored on (lesson 11, dialogue)
+    lit_minilm_steps: tuple  # LU's step counts: a fine-tuned MiniLM step costs many Lu steps (lesson 10, MiniLM)
+    lit_minilm_batch: int  # pairs per LU batch, for the same reason (lesson 10, MiniLM)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -178,6 +180,7 @@ BUDGETS: dict[str, Budget] = {
         icl_steps=200, icl_embd=32, icl_test=500,  # lesson 11, in-context
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
         dialogue_model=(1, 2, 32), dialogue_steps=100, dialogue_test=40,  # lesson 11, dialogue
+        lit_minilm_steps=(3,), lit_minilm_batch=16,  # lesson 10, MiniLM
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -202,6 +205,7 @@ BUDGETS: dict[str, Budget] = {
         icl_steps=1500, icl_embd=64, icl_test=2000,  # lesson 11, in-context
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
+        lit_minilm_steps=(40, 120), lit_minilm_batch=32,  # lesson 10, MiniLM
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -226,6 +230,7 @@ BUDGETS: dict[str, Budget] = {
         icl_steps=4000, icl_embd=128, icl_test=5000,  # lesson 11, in-context
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
         dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
+        lit_minilm_steps=(300, 1000), lit_minilm_batch=128,  # lesson 10, MiniLM
     ),
 }
 
