@@ -151,6 +151,10 @@ class Budget:
     dialogue_test: int  # held-out prompts its replies are scored on (lesson 11, dialogue)
     lit_minilm_steps: tuple  # LU's step counts: a fine-tuned MiniLM step costs many Lu steps (lesson 10, MiniLM)
     lit_minilm_batch: int  # pairs per LU batch, for the same reason (lesson 10, MiniLM)
+    xling_model: tuple  # (n_layer, n_head, n_embd) of the GPTs trained on the two languages (lesson 11, cross-lingual)
+    xling_sentences: tuple  # (language A, language B) training sentences: B is the small one (lesson 11, cross-lingual)
+    xling_pretrain_steps: int  # updates of the GPT pretrained on language A (lesson 11, cross-lingual)
+    xling_steps: int  # updates on B of each model: pretrained or from scratch (lesson 11, cross-lingual)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -181,6 +185,7 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
         lit_minilm_steps=(3,), lit_minilm_batch=16,  # lesson 10, MiniLM
+        xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=80,  # lesson 11, cross-lingual
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -206,6 +211,7 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
         lit_minilm_steps=(40, 120), lit_minilm_batch=32,  # lesson 10, MiniLM
+        xling_model=(2, 4, 64), xling_sentences=(20_000, 200), xling_pretrain_steps=500, xling_steps=300,  # lesson 11, cross-lingual
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -231,6 +237,7 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
         dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
         lit_minilm_steps=(300, 1000), lit_minilm_batch=128,  # lesson 10, MiniLM
+        xling_model=(4, 4, 128), xling_sentences=(60_000, 400), xling_pretrain_steps=2000, xling_steps=600,  # lesson 11, cross-lingual
     ),
 }
 
