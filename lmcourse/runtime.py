@@ -155,6 +155,12 @@ class Budget:
     xling_sentences: tuple  # (language A, language B) training sentences: B is the small one (lesson 11, cross-lingual)
     xling_pretrain_steps: int  # updates of the GPT pretrained on language A (lesson 11, cross-lingual)
     xling_steps: int  # updates on B of each model: pretrained or from scratch (lesson 11, cross-lingual)
+    rl_model: tuple  # (n_layer, n_head, n_embd) of the GPT that learns addition (lesson 11, RL)
+    rl_sft_steps: int  # supervised updates of its start (lesson 11, RL)
+    rl_steps: int  # GRPO updates, and the continued-SFT baseline's (lesson 11, RL)
+    rl_prompts: int  # problems per GRPO update (lesson 11, RL)
+    rl_group: int  # answers sampled per problem, the group (lesson 11, RL)
+    rl_test: int  # held-out problems, never trained on (lesson 11, RL)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -186,6 +192,7 @@ BUDGETS: dict[str, Budget] = {
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
         lit_minilm_steps=(3,), lit_minilm_batch=16,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=80,  # lesson 11, cross-lingual
+        rl_model=(1, 2, 32), rl_sft_steps=500, rl_steps=100, rl_prompts=32, rl_group=8, rl_test=500,  # lesson 11, RL
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -212,6 +219,7 @@ BUDGETS: dict[str, Budget] = {
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
         lit_minilm_steps=(40, 120), lit_minilm_batch=32,  # lesson 10, MiniLM
         xling_model=(2, 4, 64), xling_sentences=(20_000, 200), xling_pretrain_steps=500, xling_steps=300,  # lesson 11, cross-lingual
+        rl_model=(2, 2, 48), rl_sft_steps=600, rl_steps=300, rl_prompts=32, rl_group=8, rl_test=1000,  # lesson 11, RL
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -238,6 +246,7 @@ BUDGETS: dict[str, Budget] = {
         dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
         lit_minilm_steps=(300, 1000), lit_minilm_batch=128,  # lesson 10, MiniLM
         xling_model=(4, 4, 128), xling_sentences=(60_000, 400), xling_pretrain_steps=2000, xling_steps=600,  # lesson 11, cross-lingual
+        rl_model=(2, 4, 64), rl_sft_steps=800, rl_steps=500, rl_prompts=64, rl_group=16, rl_test=2000,  # lesson 11, RL
     ),
 }
 
