@@ -192,7 +192,7 @@ BUDGETS: dict[str, Budget] = {
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
         lit_minilm_steps=(3,), lit_minilm_batch=16,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=80,  # lesson 11, cross-lingual
-        rl_model=(1, 2, 32), rl_sft_steps=500, rl_steps=100, rl_prompts=32, rl_group=8, rl_test=500,  # lesson 11, RL
+        rl_model=(1, 2, 32), rl_sft_steps=400, rl_steps=80, rl_prompts=24, rl_group=8, rl_test=500,  # lesson 11, RL
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
