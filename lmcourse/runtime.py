@@ -187,7 +187,7 @@ BUDGETS: dict[str, Budget] = {
         compress_steps=60,  # lesson 07, compression
         lit_pretrain_images=2000, lit_pretrain_steps=150, lit_pairs=600, lit_steps=(60, 120), lit_batch=64,
         lit_width=32, lit_test_images=150,  # lesson 10, LiT
-        icl_steps=200, icl_embd=32, icl_test=500,  # lesson 11, in-context
+        icl_steps=150, icl_embd=32, icl_test=500,  # lesson 11, in-context
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
         lit_minilm_steps=(3,), lit_minilm_batch=16,  # lesson 10, MiniLM
