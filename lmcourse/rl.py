@@ -236,7 +236,7 @@ class GRPOLoss:
 
     reference: torch.nn.Module
     group_size: int = 8
-    kl_coef: float = 0.05
+    kl_coef: float = 0.02
     temperature: float = 1.0
     log: list = field(default_factory=list)
 
@@ -270,7 +270,7 @@ class GRPOLoss:
 
 
 def grpo_train(model, problems, *, steps: int, prompts_per_step: int, group_size: int = 8, lr: float = 1e-3,
-               kl_coef: float = 0.05, temperature: float = 1.0, warmup_steps: int = 0, seed: int = 0,
+               kl_coef: float = 0.02, temperature: float = 1.0, warmup_steps: int = 0, seed: int = 0,
                device=None) -> tuple[GRPOLoss, object]:
     """Improve ``model`` in place with GRPO on ``problems``; the reference is a frozen copy of its start.
 
