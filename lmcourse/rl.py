@@ -92,12 +92,8 @@ def split_problems(n_test: int, seed: int = 0) -> tuple[list[Problem], list[Prob
     return problems[n_test:], problems[:n_test]
 
 
-REVERSED = False
-
-
 def _answer(a: int, b: int) -> str:
-    text = f"{a + b:03d}"
-    return text[::-1] if REVERSED else text
+    return f"{a + b:03d}"
 
 
 def answer_text(problem: Problem) -> str:
@@ -274,8 +270,9 @@ def grpo_train(model, problems, *, steps: int, prompts_per_step: int, group_size
                device=None) -> tuple[GRPOLoss, object]:
     """Improve ``model`` in place with GRPO on ``problems``; the reference is a frozen copy of its start.
 
-    Runs :func:`lmcourse.train.train` with :class:`GRPOLoss` (constant learning
-    rate, no weight decay, gradient clipping at 1). Returns ``(loss_fn, history)``:
+    Runs :func:`lmcourse.train.train` with :class:`GRPOLoss` (linear warm-up over
+    ``warmup_steps``, then a constant learning rate, no weight decay, gradient
+    clipping at 1) on ``device``, by default the model's own. Returns ``(loss_fn, history)``:
     ``loss_fn.log`` holds the reward curve.
     """
     problems = _check_problems(problems)
@@ -290,9 +287,8 @@ def grpo_train(model, problems, *, steps: int, prompts_per_step: int, group_size
     config = TrainConfig(steps=steps, lr=lr, weight_decay=0.0, min_lr_ratio=1.0, eval_batches=0,
                          warmup_steps=warmup_steps,
                          seed=seed, progress=False)
-    loss_fn.reference.to(next(model.parameters()).device if device is None else device)
-    if device is None:
-        device = next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loss_fn.reference.to(device)
     history = train(model, get_batch, config, loss_fn=loss_fn, device=device)
     return loss_fn, history
 
