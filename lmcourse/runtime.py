@@ -218,7 +218,7 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
         lit_minilm_steps=(40, 120), lit_minilm_batch=32,  # lesson 10, MiniLM
-        xling_model=(1, 2, 64), xling_sentences=(10_000, 200), xling_pretrain_steps=300, xling_steps=60,  # lesson 11, cross-lingual
+        xling_model=(1, 2, 32), xling_sentences=(5000, 100), xling_pretrain_steps=150, xling_steps=40,  # lesson 11, cross-lingual
         rl_model=(2, 2, 48), rl_sft_steps=600, rl_steps=300, rl_prompts=32, rl_group=8, rl_test=1000,  # lesson 11, RL
     ),
     "gpu": Budget(
@@ -245,7 +245,7 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
         dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
         lit_minilm_steps=(300, 1000), lit_minilm_batch=128,  # lesson 10, MiniLM
-        xling_model=(2, 4, 128), xling_sentences=(30_000, 400), xling_pretrain_steps=1000, xling_steps=40,  # lesson 11, cross-lingual
+        xling_model=(2, 2, 64), xling_sentences=(10_000, 100), xling_pretrain_steps=300, xling_steps=10,  # lesson 11, cross-lingual
         rl_model=(2, 4, 64), rl_sft_steps=800, rl_steps=500, rl_prompts=64, rl_group=16, rl_test=2000,  # lesson 11, RL
     ),
 }
