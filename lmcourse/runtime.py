@@ -151,6 +151,7 @@ class Budget:
     dialogue_test: int  # held-out prompts its replies are scored on (lesson 11, dialogue)
     lit_minilm_steps: tuple  # LU's step counts: a fine-tuned MiniLM step costs many Lu steps (lesson 10, MiniLM)
     lit_minilm_batch: int  # pairs per LU batch, for the same reason (lesson 10, MiniLM)
+    lit_minilm_lr: float  # LU's learning rate: the lesson's rate wrecks pretrained MiniLM in a few steps (lesson 10, MiniLM)
     xling_model: tuple  # (n_layer, n_head, n_embd) of the GPTs trained on the two languages (lesson 11, cross-lingual)
     xling_sentences: tuple  # (language A, language B) training sentences: B is the small one (lesson 11, cross-lingual)
     xling_pretrain_steps: int  # updates of the GPT pretrained on language A (lesson 11, cross-lingual)
@@ -190,7 +191,7 @@ BUDGETS: dict[str, Budget] = {
         icl_steps=150, icl_embd=32, icl_test=500,  # lesson 11, in-context
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
-        lit_minilm_steps=(3,), lit_minilm_batch=16,  # lesson 10, MiniLM
+        lit_minilm_steps=(3,), lit_minilm_batch=16, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=80,  # lesson 11, cross-lingual
         rl_model=(1, 2, 32), rl_sft_steps=400, rl_steps=80, rl_prompts=24, rl_group=8, rl_test=500,  # lesson 11, RL
     ),
@@ -217,7 +218,7 @@ BUDGETS: dict[str, Budget] = {
         icl_steps=1500, icl_embd=64, icl_test=2000,  # lesson 11, in-context
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
-        lit_minilm_steps=(40, 120), lit_minilm_batch=32,  # lesson 10, MiniLM
+        lit_minilm_steps=(40, 120), lit_minilm_batch=32, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(5000, 100), xling_pretrain_steps=150, xling_steps=40,  # lesson 11, cross-lingual
         rl_model=(2, 2, 48), rl_sft_steps=600, rl_steps=300, rl_prompts=32, rl_group=8, rl_test=1000,  # lesson 11, RL
     ),
@@ -244,7 +245,7 @@ BUDGETS: dict[str, Budget] = {
         icl_steps=4000, icl_embd=128, icl_test=5000,  # lesson 11, in-context
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
         dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
-        lit_minilm_steps=(300, 1000), lit_minilm_batch=128,  # lesson 10, MiniLM
+        lit_minilm_steps=(300, 1000), lit_minilm_batch=128, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
         xling_model=(2, 2, 64), xling_sentences=(10_000, 100), xling_pretrain_steps=300, xling_steps=10,  # lesson 11, cross-lingual
         rl_model=(2, 4, 64), rl_sft_steps=800, rl_steps=500, rl_prompts=64, rl_group=16, rl_test=2000,  # lesson 11, RL
     ),
