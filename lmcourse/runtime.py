@@ -215,7 +215,7 @@ BUDGETS: dict[str, Budget] = {
         compress_steps=300,  # lesson 07, compression
         lit_pretrain_images=6000, lit_pretrain_steps=600, lit_pairs=1500, lit_steps=(150, 300, 600),
         lit_batch=128, lit_width=64, lit_test_images=300,  # lesson 10, LiT
-        icl_steps=1500, icl_embd=64, icl_test=2000,  # lesson 11, in-context
+        icl_steps=800, icl_embd=64, icl_test=2000,  # lesson 11, in-context
         diversity_model=(2, 4, 64), diversity_steps=800, diversity_samples=120,  # lesson 11, diversity
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
         lit_minilm_steps=(40, 120), lit_minilm_batch=32, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
