@@ -124,6 +124,7 @@ def test_rule_baseline_knows_the_seen_phrasings_only():
     assert score["format"] == 1.0 and score["accuracy"] == 0.5
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_a_tiny_assistant_learns_the_format():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=D.VOCAB_SIZE, block_size=D.BLOCK, n_layer=1, n_head=2, n_embd=32))
