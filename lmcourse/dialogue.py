@@ -157,6 +157,8 @@ def assistant_loss(logits: torch.Tensor, tokens: torch.Tensor, assistant_mask: t
 
 def chat_loss(model, batch) -> torch.Tensor:
     """``loss_fn`` for ``lmcourse.train.train``: the batch is ``(tokens, mask)``, both (B, T)."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise TypeError(f"chat_loss expects a batch (tokens, mask) from batch_fn, got {type(batch).__name__}")
     tokens, mask = batch
     out = model(tokens)
     logits = out[0] if isinstance(out, tuple) else out
