@@ -3,8 +3,10 @@
 Each sequence is a new random function ``f`` from a few input symbols to a few
 output symbols, written as pairs ``x1 f(x1) x2 f(x2) ...`` with the inputs drawn
 at random, so input symbols repeat. Nothing about ``f`` can be stored in the
-weights: every sequence has its own. The only way to predict ``f(x_i)`` is to
-find an earlier pair with the same ``x`` and copy its output, which is the
+weights: every sequence has its own. The exact way to predict ``f(x_i)`` is to
+find an earlier pair with the same ``x`` and copy its output (``lookup_logits``),
+a shortcut is to answer the most frequent earlier output (``prompt_majority_logits``,
+which small models learn first). The lookup is the
 induction-head mechanism (Olsson et al. 2022: a head that attends to the token
 after an earlier copy of the current one; it needs two layers, one to mark each
 output with the input before it, one to look that mark up). So accuracy on
