@@ -33,6 +33,9 @@ __all__ = ["PROMPTS", "SETTINGS", "pretrain_image_tower", "classifier_accuracy",
 
 # CLIP averages the text embeddings of several prompts per class ("prompt ensembling").
 PROMPTS = ("a {}", "a photo of a {}", "a picture of a {}", "an image of a {}")
+# Supervised pretraining runs at this multiple of the budget's learning rate: with batch norm and a
+# cosine decay it learns shapes faster there (measured at the smoke budget: 0.6 vs 0.3 shape accuracy).
+PRETRAIN_LR_FACTOR = 3
 SETTINGS = ("Lu", "Uu", "uu", "LU", "LL", "UU", "UL", "uU", "uL")
 
 
@@ -273,7 +276,7 @@ def run_setting(setting: str, data, budget, text_tower=None, *, image_tower: Ima
         if image_tower is None:
             image_tower = ImageTower(width).to(device)
             pretrain_image_tower(image_tower, data.pretrain, budget.lit_pretrain_steps, budget.lit_batch,
-                                 budget.learning_rate, seed=seed)
+                                 PRETRAIN_LR_FACTOR * budget.learning_rate, seed=seed)
         tower = copy.deepcopy(image_tower).to(device)
     text = TextTower(width) if text_tower is None else text_tower
     model = ContrastiveModel(tower, text, tower.width, lock_image=setting[0] == "L",
