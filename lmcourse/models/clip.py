@@ -2,7 +2,10 @@
 
 ``clip_loss`` is the symmetric InfoNCE objective both papers train with: in a
 batch of N matching (image, caption) pairs, each image must pick its own
-caption out of the N, and each caption its own image.
+caption out of the N, and each caption its own image. ``ImageTower`` (a small
+CNN) and ``TextTower`` (a bag of words) are lesson 10's towers, and
+``ContrastiveModel`` joins any two, locking either (a locked tower's features
+are computed once and cached).
 """
 from __future__ import annotations
 
