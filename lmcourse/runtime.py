@@ -162,6 +162,8 @@ class Budget:
     rl_prompts: int  # problems per GRPO update (lesson 11, RL)
     rl_group: int  # answers sampled per problem, the group (lesson 11, RL)
     rl_test: int  # held-out problems, never trained on (lesson 11, RL)
+    xling_batch: tuple  # (sequences, block size, learning rate) of its GPTs: not the shared batch_size, so the
+    # few-steps-on-little-B regime is the same at every budget (lesson 11, cross-lingual)
 
     def replace(self, **changes) -> "Budget":
         """A copy with some sizes changed, e.g. ``budget().replace(train_steps=50)``."""
@@ -193,7 +195,8 @@ BUDGETS: dict[str, Budget] = {
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
         lit_minilm_steps=(3,), lit_minilm_batch=16, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=80,  # lesson 11, cross-lingual
-        rl_model=(1, 2, 32), rl_sft_steps=400, rl_steps=80, rl_prompts=24, rl_group=8, rl_test=500,  # lesson 11, RL
+        rl_model=(1, 4, 64), rl_sft_steps=400, rl_steps=80, rl_prompts=24, rl_group=8, rl_test=500,  # lesson 11, RL
+        xling_batch=(16, 32, 4e-3),  # lesson 11, cross-lingual
     ),
     "cpu": Budget(
         name="cpu", corpus_chars=1_000_000, markov_tokens=500_000, eval_tokens=50_000,
@@ -221,6 +224,7 @@ BUDGETS: dict[str, Budget] = {
         lit_minilm_steps=(40, 120), lit_minilm_batch=32, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(5000, 100), xling_pretrain_steps=150, xling_steps=40,  # lesson 11, cross-lingual
         rl_model=(2, 2, 48), rl_sft_steps=600, rl_steps=300, rl_prompts=32, rl_group=8, rl_test=1000,  # lesson 11, RL
+        xling_batch=(32, 64, 4e-3),  # lesson 11, cross-lingual
     ),
     "gpu": Budget(
         name="gpu", corpus_chars=5_000_000, markov_tokens=2_000_000, eval_tokens=200_000,
@@ -246,8 +250,9 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(4, 4, 256), diversity_steps=3000, diversity_samples=400,  # lesson 11, diversity
         dialogue_model=(4, 4, 128), dialogue_steps=2000, dialogue_test=400,  # lesson 11, dialogue
         lit_minilm_steps=(300, 1000), lit_minilm_batch=128, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
-        xling_model=(2, 2, 64), xling_sentences=(10_000, 100), xling_pretrain_steps=300, xling_steps=10,  # lesson 11, cross-lingual
+        xling_model=(1, 2, 32), xling_sentences=(5000, 100), xling_pretrain_steps=150, xling_steps=40,  # lesson 11, cross-lingual: cpu's
         rl_model=(2, 4, 64), rl_sft_steps=800, rl_steps=500, rl_prompts=64, rl_group=16, rl_test=2000,  # lesson 11, RL
+        xling_batch=(32, 64, 4e-3),  # lesson 11, cross-lingual
     ),
 }
 
