@@ -188,7 +188,7 @@ BUDGETS: dict[str, Budget] = {
         precision_steps=40,  # lesson 07, memory
         augment_pairs=100, augment_steps=300,  # lesson 07, augmentation
         compress_steps=60,  # lesson 07, compression
-        lit_pretrain_images=2000, lit_pretrain_steps=150, lit_pairs=600, lit_steps=(60, 120), lit_batch=64,
+        lit_pretrain_images=2000, lit_pretrain_steps=150, lit_pairs=600, lit_steps=(40, 80), lit_batch=64,
         lit_width=32, lit_test_images=150,  # lesson 10, LiT
         icl_steps=150, icl_embd=32, icl_test=500,  # lesson 11, in-context
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
