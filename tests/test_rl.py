@@ -128,3 +128,19 @@ def test_bad_input_is_named():
         rl.rewards([(1, 2)], torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"prompts must have shape"):
         rl.sample_group(tiny_gpt(), torch.zeros(2, 4, dtype=torch.long), 2)
+
+
+def test_supervised_start_stops_at_the_target_or_the_cap():
+    train, val = rl.split_problems(20, seed=1)
+    model = tiny_gpt()
+    start = copy.deepcopy(model.state_dict())
+    curve = rl.supervised_start(model, train, val, target=0.0, max_steps=10, check_every=2, batch_size=8,
+                                lr=1e-2, device="cpu")
+    assert curve == [(0, 0.0)]  # reached before any step: the weights are untouched
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+    curve = rl.supervised_start(model, train, val, target=1.0, max_steps=4, check_every=2, batch_size=8,
+                                lr=1e-2, device="cpu")
+    assert [s for s, _ in curve] == [0, 2, 4]  # never reached: trained to the cap, measured every 2 steps
+    assert not all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="target"):
+        rl.supervised_start(model, train, val, target=1.5, max_steps=4, check_every=2, batch_size=8, lr=1e-2)
