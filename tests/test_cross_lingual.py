@@ -160,3 +160,17 @@ def test_bad_input_is_named():
         xl.shared_pieces(BPETokenizer([]), "a", "")
     with pytest.raises(ValueError, match="one window of block_size 8 needs 9"):
         xl.bits_per_char(Uniform(3), [0, 1, 2], 3, 8)
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu"])
+def test_every_budget_sizes_the_section_consistently(name):
+    from lmcourse import runtime
+    B = runtime.budget(name)
+    batch, block, lr = B.xling_batch
+    n_layer, n_head, n_embd = B.xling_model
+    n_a, n_b = B.xling_sentences
+    assert n_embd % n_head == 0 and 0 < lr < 0.1 and batch > 0 and n_layer > 0
+    assert n_a > 10 * n_b, "A must be the high-resource language"
+    # Every word is at least one token, so B's training stream holds several windows of `block`.
+    assert len(xl.corpus("b", n_b, seed=1).split()) > 4 * (block + 1)
+    assert B.eval_tokens // 30 * 5 > 2 * (block + 1), "the held-out sets must hold a few windows too"
