@@ -194,7 +194,7 @@ BUDGETS: dict[str, Budget] = {
         diversity_model=(1, 2, 64), diversity_steps=100, diversity_samples=40,  # lesson 11, diversity
         dialogue_model=(1, 2, 32), dialogue_steps=80, dialogue_test=40,  # lesson 11, dialogue
         lit_minilm_steps=(3,), lit_minilm_batch=16, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
-        xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=80,  # lesson 11, cross-lingual
+        xling_model=(1, 2, 32), xling_sentences=(3000, 100), xling_pretrain_steps=120, xling_steps=60,  # lesson 11, cross-lingual
         rl_model=(1, 4, 64), rl_sft_steps=400, rl_steps=80, rl_prompts=24, rl_group=8, rl_test=500,  # lesson 11, RL
         xling_batch=(16, 32, 4e-3),  # lesson 11, cross-lingual
     ),
