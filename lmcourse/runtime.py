@@ -223,7 +223,7 @@ BUDGETS: dict[str, Budget] = {
         dialogue_model=(2, 2, 64), dialogue_steps=600, dialogue_test=200,  # lesson 11, dialogue
         lit_minilm_steps=(40, 120), lit_minilm_batch=32, lit_minilm_lr=1e-4,  # lesson 10, MiniLM
         xling_model=(1, 2, 32), xling_sentences=(5000, 100), xling_pretrain_steps=150, xling_steps=40,  # lesson 11, cross-lingual
-        rl_model=(2, 2, 48), rl_sft_steps=600, rl_steps=300, rl_prompts=32, rl_group=8, rl_test=1000,  # lesson 11, RL
+        rl_model=(2, 2, 48), rl_sft_steps=1200, rl_steps=300, rl_prompts=32, rl_group=8, rl_test=1000,  # lesson 11, RL
         xling_batch=(32, 64, 4e-3),  # lesson 11, cross-lingual
     ),
     "gpu": Budget(
