@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_compress  # noqa: E402
 import bench_distributed  # noqa: E402
 import bench_gpt  # noqa: E402
+import bench_lit  # noqa: E402
 import bench_grader  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_rnn  # noqa: E402
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "data parallelism (lesson 07): 1 vs 2 DDP processes on gloo": lambda: bench_distributed.main([]),
     "compression (lesson 07b): pruning, int8, distillation: size, latency, perplexity": lambda: bench_compress.main([]),
     "scaling laws (lesson 08): the smoke sweep's wall time and fitted exponents": bench_scaling.main,
+    "locked-image tuning (lesson 10): seconds per step of each setting, cached vs recomputed": lambda: bench_lit.main([]),
 }
 
 if __name__ == "__main__":
