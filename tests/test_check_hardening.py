@@ -127,8 +127,17 @@ def test_a_long_call_into_c_is_abandoned_not_waited_for():
     assert "could not be stopped" in text(result) and result.max_score == 12, str(result)
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, even when the tests were started in the background
+    (a non-interactive shell's ``cmd &`` ignores SIGINT, and Python then installs none)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.timeout(30)
-def test_ctrl_c_while_an_answer_runs_is_the_interrupt_outcome_and_stops_it():
+def test_ctrl_c_while_an_answer_runs_is_the_interrupt_outcome_and_stops_it(ctrl_c_raises):
     assert threading.current_thread() is threading.main_thread()
     baseline = {t.ident for t in threading.enumerate()}
     main = threading.main_thread().ident

@@ -155,8 +155,11 @@ def _command(paths, gradebook) -> list[str]:
 
 def _run_until(command, lines: int, sig: int) -> tuple[int, str]:
     """Start the grader, send ``sig`` once it has printed ``lines`` graded lines."""
+    # A shell that starts the tests in the background (``make test &``) ignores SIGINT, and
+    # children inherit that: give the grader the default, as a terminal's Ctrl-C would find it.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=ROOT)
+                            text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out = []
     for line in proc.stdout:
         out.append(line)
