@@ -25,6 +25,7 @@ from lmcourse import runtime
 from lmcourse.data import shapes
 from lmcourse.data.shapes import ShapeImages
 from lmcourse.models.clip import ContrastiveModel, ImageTower, TextTower
+from lmcourse.speed import synchronize
 from lmcourse.train import TrainConfig, lr_at, make_optimizer
 from lmcourse.validate import integer, number, positive_int
 
@@ -50,11 +51,6 @@ def _check_images(name: str, data) -> ShapeImages:
 
 def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def pretrain_image_tower(tower: ImageTower, data: ShapeImages, steps: int, batch_size: int, lr: float,
@@ -91,7 +87,7 @@ def pretrain_image_tower(tower: ImageTower, data: ShapeImages, steps: int, batch
         loss.backward()
         optimizer.step()
         losses.append(loss.detach())
-    _sync(device)
+    synchronize(device)
     tower.eval()
     return {"head": head, "losses": [float(x) for x in losses], "seconds": time.perf_counter() - start}
 
@@ -138,7 +134,7 @@ def train_contrastive(model: ContrastiveModel, pairs: ShapeImages, steps: int, b
     start = time.perf_counter()
     image_cache = model.image_features(images) if model.lock_image and cache else None
     text_cache = model.text_features(captions) if model.lock_text and cache else None
-    _sync(device)
+    synchronize(device)
     cache_seconds = time.perf_counter() - start
 
     losses, train_seconds = [], 0.0
@@ -169,7 +165,7 @@ def train_contrastive(model: ContrastiveModel, pairs: ShapeImages, steps: int, b
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         losses.append(loss.detach())
-        _sync(device)
+        synchronize(device)
         train_seconds += time.perf_counter() - start
         if on_step is not None:
             on_step(step, model)
