@@ -48,9 +48,9 @@ import random
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from lmcourse.data.batching import as_tokens
+from lmcourse.scoreboard import token_nll
 from lmcourse.validate import integer, positive_int
 
 __all__ = ["LANGUAGES", "NOUNS", "ADJECTIVES", "VERBS", "NAMES", "COUNTS", "LEXICON", "Phrase", "Meaning",
@@ -235,28 +235,8 @@ def bits_per_char(model: torch.nn.Module, tokens, n_chars: int, block_size: int)
         raise ValueError(f"block_size must be >= 2 so that windows can overlap by half, got {block_size}")
     if len(data) < block_size + 1:
         raise ValueError(f"tokens has {len(data)} ids; one window of block_size {block_size} needs {block_size + 1}")
-    last = len(data) - 1 - block_size  # the last start that leaves room for its targets
-    starts = list(range(0, last + 1, block_size // 2))
-    if starts[-1] != last:
-        starts.append(last)  # the tail: a final window ending at the last token
-    # Window s predicts targets s+1 .. s+block_size; it scores those past the previous window's end.
-    first_new = [1] + [prev + block_size + 1 for prev in starts[:-1]]
-    dev = next(model.parameters()).device
-    total, was_training = 0.0, model.training
-    model.eval()
-    try:
-        for k in range(0, len(starts), 64):  # 64 windows per forward pass
-            s = torch.tensor(starts[k:k + 64])
-            windows = data[s[:, None] + torch.arange(block_size + 1)].to(dev)
-            out = model(windows[:, :-1])
-            logits = out[0] if isinstance(out, tuple) else out
-            nll = F.cross_entropy(logits.float().transpose(1, 2), windows[:, 1:], reduction="none")
-            targets = s[:, None] + 1 + torch.arange(block_size)
-            keep = (targets >= torch.tensor(first_new[k:k + 64])[:, None]).to(dev)
-            total += float(nll[keep].sum())
-    finally:
-        model.train(was_training)
-    return total / (n_chars * math.log(2))
+    # The course's scorer slides its windows the same way: every target after the first, once.
+    return float(token_nll(model, data, block_size).sum()) / (n_chars * math.log(2))
 
 
 def ngram_bits_per_char(ngram, tokens, n_chars: int) -> float:
