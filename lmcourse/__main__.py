@@ -2,6 +2,7 @@
 
     python -m lmcourse grade SUBMISSIONS... --gradebook gradebook.csv
     python -m lmcourse exercises solutions exercises [--check]
+    python -m lmcourse drill-class make|grade ...
 
 ``grade`` runs a class's notebooks in a sandbox and writes the grade book
 (``lmcourse.grading.grade``); ``exercises`` makes the learners' notebooks
@@ -14,6 +15,7 @@ import sys
 COMMANDS = {
     "grade": "grade a class's exercise notebooks into a CSV grade book",
     "exercises": "make exercises/ from solutions/",
+    "drill-class": "class mode for the drills: make a question set, grade results files",
 }
 
 
@@ -28,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "drill-class":
+        from lmcourse.drills.classroom import main as classroom_main
+
+        return classroom_main(rest)
     if command == "grade":
         from lmcourse.grading.grade import main as grade_main
 
