@@ -282,6 +282,7 @@ def test_code_answers_graded_in_the_sandbox(tmp_path, bank):
     feedback = "".join(p.read_text(encoding="utf-8")
                        for p in gradebook.with_name("drills_feedback").iterdir())
     assert "hidden cases included" in feedback
+    assert "FAIL large logits" in feedback  # the check's own feedback, for the broken one
     assert seconds < 60, f"two sandboxed runs took {seconds:.1f} s"
 
 

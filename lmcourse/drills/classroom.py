@@ -303,8 +303,9 @@ def _code_batches(items: list[tuple[Question, str]]) -> list[list[tuple[Question
 
 
 def _grade_code(items: list[tuple[Question, str]], student: str, set_name: str,
-                settings) -> dict[str, tuple[bool, str]]:
-    """question id -> (passed, what the grader said), each snippet run in the sandbox."""
+                settings) -> dict[str, tuple[bool, str, list[str]]]:
+    """question id -> (passed, a summary, the check's feedback lines), each snippet run in the
+    sandbox."""
     import nbformat
 
     from lmcourse.grading.grade import grade_submission
@@ -318,14 +319,27 @@ def _grade_code(items: list[tuple[Question, str]], student: str, set_name: str,
         data = nbformat.writes(nb).encode("utf-8")
         path = Path(f"{set_name}-code-{n}.ipynb")
         exercises = {q.code.exercise: q.code.function for q, _ in batch}
-        rows, _ = grade_submission(path, data, student, exercises, settings)
+        rows, feedback = grade_submission(path, data, student, exercises, settings)
         by_exercise = {row.exercise: row for row in rows}
         for q, _ in batch:
             row = by_exercise[q.code.exercise]
             passed = row.max_score > 0 and row.score == row.max_score
             out[q.id] = (passed, f"the exercise's check ({q.code.exercise}, hidden cases "
-                                 f"included): {row.score}/{row.max_score}, {row.status}")
+                                 f"included): {row.score}/{row.max_score}, {row.status}",
+                         _section(feedback, q.code.exercise))
     return out
+
+
+def _section(feedback: str, exercise: str) -> list[str]:
+    """The grader's feedback lines (already escaped) on one exercise."""
+    lines, inside = [], False
+    for line in feedback.splitlines():
+        if line.startswith("## "):
+            inside = line.startswith(f"## {exercise}:")
+            continue
+        if inside and line.strip():
+            lines.append(line if line.startswith("- ") else f"- {line}")
+    return lines
 
 
 def _pre(text: str) -> str:
@@ -349,13 +363,14 @@ def grade_results(data: dict, class_set: ClassSet, questions: list[Question], st
     for q in questions:
         given = answers.get(q.id, {}).get("answer") if q.id in answers else None
         max_score = 0 if q.kind == "short" else 1
+        details: list[str] = []
         if given is None:
             status, note = NOT_ANSWERED, ""
         elif q.kind == "short":
             status, note = NOT_MARKED, ("a short answer is self-assessed practice: not marked "
                                         "(0 of 0); your instructor reads it")
         elif q.kind == "code":
-            passed, note = code_marks[q.id]
+            passed, note, details = code_marks[q.id]
             status = RIGHT if passed else WRONG
         else:
             result = mark(q, given, language)
@@ -377,6 +392,8 @@ def grade_results(data: dict, class_set: ClassSet, questions: list[Question], st
             lines += [f"Your answer: {markdown_text(given)}", ""]
         if note:
             lines += [f"Marked: {markdown_text(note)}", ""]
+        if details:
+            lines += details + [""]
         lines += [f"Model answer: {markdown_text(q.text('answer', language))}", ""]
         if q.kind == "code":
             lines += [_pre(q.code.fixed), ""]
@@ -430,8 +447,13 @@ def grade(results_paths: Iterable[str | Path], class_set: ClassSet | str | Path,
                             "hidden_seed": settings.hidden_seed, "language": language,
                             "limits": dataclasses.asdict(settings.limits)}, sort_keys=True)
     done, claimed = [], set()
+    seen_paths: set[str] = set()
     for path in paths:
         resolved = str(path.resolve())
+        if resolved in seen_paths:
+            print(f"note: {path} is named twice; graded once", file=sys.stderr)
+            continue
+        seen_paths.add(resolved)
         try:
             raw = path.read_bytes()
             sha = hashlib.sha256(raw).hexdigest()
