@@ -494,7 +494,9 @@ def grade(results_paths: Iterable[str | Path], class_set: ClassSet | str | Path,
         done.append(graded)
         book.write(done)
         if echo:
-            print(f"{student:24s} {graded.score:>4}/{graded.max_score:<4}", flush=True)
+            shown = (UNREADABLE if graded.rows and graded.rows[0].status == UNREADABLE
+                     else f"{graded.score:>4}/{graded.max_score}")
+            print(f"{student:24s} {shown}", flush=True)
     return [row for graded in done for row in graded.rows]
 
 
