@@ -235,6 +235,10 @@ def test_choice_numeric_short_remarked_and_forged_score_ignored(tmp_path, bank):
     assert rows["bob", "t-choice"]["status"] == "wrong" and rows["bob", "t-choice"]["score"] == "0"
     assert rows["bob", "t-numeric"]["status"] == "wrong"
     assert rows["eve", "t-choice"]["status"] == "wrong"
+    class_set = classroom.load_set(set_path)
+    choice = {q.id: q for q in questions(bank)}["t-choice"]
+    data = classroom.record_answer(tmp_path / "idx.json", class_set, "ida", choice, 2)
+    assert data["answers"]["t-choice"]["answer"] == "c"  # an index is kept as its letter
     with open(gradebook.with_name("drills_totals.csv"), encoding="utf-8") as f:
         totals = {r["student"]: (r["score"], r["max_score"]) for r in csv.DictReader(f)}
     assert totals == {"ada": ("2", "3"), "bob": ("0", "3"), "eve": ("0", "3")}
@@ -314,3 +318,20 @@ def test_real_bank_seed_set():
     made = classroom.make_set(bank, name="seed", tags=["seed"], count=count, seed=3)
     assert len(made.question_ids) == count and not made.bank_changed(bank)
     assert all("seed" in q.tags for q in made.questions(bank))
+
+
+def test_rerun_skips_unchanged_files_and_regrades_changed_ones(tmp_path, bank, monkeypatch):
+    set_path, path = _results(tmp_path, bank, {"t-choice": "b"})
+    gradebook = tmp_path / "drills.csv"
+    classroom.grade([path], set_path, gradebook, bank_paths=bank, sandbox=MODE)
+    calls = []
+    real = classroom.grade_results
+    monkeypatch.setattr(classroom, "grade_results",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    classroom.grade([path], set_path, gradebook, bank_paths=bank, sandbox=MODE)
+    assert calls == []  # unchanged: the saved result is used
+    classroom.record_answer(path, classroom.load_set(set_path), "ada", "t-choice", "c")
+    classroom.grade([path], set_path, gradebook, bank_paths=bank, sandbox=MODE)
+    assert calls == [1] and rows_of(gradebook)[0]["status"] == "right"
+    classroom.grade([path], set_path, gradebook, bank_paths=bank, sandbox=MODE, force=True)
+    assert calls == [1, 1]

@@ -207,6 +207,8 @@ def record_answer(results_path: str | Path, class_set: ClassSet, student: str,
     and a notebook) never lose each other's answers. A file for another set or
     another student raises ``ClassError`` and is left as it is; a damaged file is
     set aside (renamed ``.corrupt-<time>``, with a warning) and a new one begun.
+    For a choice question (given as a ``Question``) an option index (from 0) is kept as its
+    letter ("a", "b", ...), so the file never leaves in doubt which option was meant.
     Returns the file's new content.
     """
     path = Path(results_path)
@@ -222,6 +224,9 @@ def record_answer(results_path: str | Path, class_set: ClassSet, student: str,
             raise ClassError(f"seconds must be a number of seconds >= 0 or None, got "
                              f"{seconds!r}")
         seconds = float(seconds)
+    if (getattr(question, "kind", None) == "choice" and isinstance(answer, int)
+            and not isinstance(answer, bool) and 0 <= answer < 26):
+        answer = chr(ord("a") + answer)  # an option index (from 0) is kept as its letter
     entry = {"answer": str(answer), "seconds": seconds,
              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with _locked(path):
