@@ -2,11 +2,13 @@
 
     python -m lmcourse grade SUBMISSIONS... --gradebook gradebook.csv
     python -m lmcourse exercises solutions exercises [--check]
+    python -m lmcourse drill [--lesson 06] [--mock] [--lang zh] ...
     python -m lmcourse drill-class make|grade ...
 
 ``grade`` runs a class's notebooks in a sandbox and writes the grade book
 (``lmcourse.grading.grade``); ``exercises`` makes the learners' notebooks
-from the solutions (``lmcourse.grading.make_exercises``).
+from the solutions (``lmcourse.grading.make_exercises``); ``drill`` asks
+interview questions in the terminal (``lmcourse.drills.terminal``).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 COMMANDS = {
     "grade": "grade a class's exercise notebooks into a CSV grade book",
     "exercises": "make exercises/ from solutions/",
+    "drill": "practise interview questions in the terminal (spaced repetition, mock interviews)",
     "drill-class": "class mode for the drills: make a question set, grade results files",
 }
 
@@ -38,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from lmcourse.grading.grade import main as grade_main
 
         return grade_main(rest)
+    if command == "drill":
+        from lmcourse.drills.terminal import main as drill_main
+
+        return drill_main(rest)
     from lmcourse.grading.make_exercises import main as exercises_main
 
     return exercises_main(rest)
