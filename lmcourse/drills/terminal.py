@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import collections
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,7 +475,7 @@ def main(argv: list[str] | None = None, *, clock=time.monotonic) -> int:
     try:
         questions = load_questions(args.bank)
     except (BankError, OSError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.list_tags:
         _list_tags(questions, lang)
@@ -485,10 +486,10 @@ def main(argv: list[str] | None = None, *, clock=time.monotonic) -> int:
         pool = select(questions, lessons=args.lesson, tags=args.tag,
                       difficulties=args.difficulty, kinds=args.kind)
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if not pool:
-        print(f"error: {UI[lang]['none']}")
+        print(f"error: {UI[lang]['none']}", file=sys.stderr)
         return 2
     from lmcourse.drills.progress import DrillProgress
 
@@ -528,7 +529,7 @@ def _class_mode(args, questions, lang, clock) -> int:
         class_set = classroom.load_set(args.set_file)
         chosen = class_set.questions(questions)
     except classroom.ClassError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     path = Path(args.results or f"drills-{classroom.results_filename(class_set, args.name)}")
     t = UI[lang]
@@ -548,7 +549,7 @@ def _class_mode(args, questions, lang, clock) -> int:
             classroom.record_answer(path, class_set, args.name, question, raw,
                                     max(0.0, clock() - start))
         except classroom.ClassError as exc:
-            print(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         kept += 1
     print()
