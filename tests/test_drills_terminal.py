@@ -172,7 +172,7 @@ def test_mock_interview_runs_out_of_time(tiny, monkeypatch, capsys, tmp_path):
     assert text.count("(not answered)") == 2
     assert "## By kind:" in text and "## By lesson:" in text
     assert text.count(": 25 s") == 3
-    assert "- Because" in text or "Why: Because" in text
+    assert "- Why: Because " in text and "- Model answer: Answer of " in text
     assert text in out  # the printed report is the file
     assert sum(c.reviews for c in DrillProgress().cards().values()) == 2
 
@@ -204,6 +204,7 @@ def test_chinese(tiny, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "问题 c1？" in out and "你的答案" in out and "不对：正确答案是 a) 对" in out
     assert "共答对 0 / 1 题" in out and "因为 c1。" in out
+    assert "第 01 课 · 简单 · 选择题" in out
 
 
 def test_list_tags_and_bad_options(tiny, monkeypatch, capsys):

@@ -77,6 +77,7 @@ UI = {
         "by_kind": "By kind:",
         "times": "Time per question:",
         "missed": "Missed:",
+        "where": "({kind}, lesson {lesson})",
         "not_answered": "(not answered)",
         "seconds": "{s:.0f} s",
         "class_done": "{answered} of {total} answers kept in {path}.",
@@ -116,6 +117,7 @@ UI = {
         "by_kind": "按题型：",
         "times": "每题用时：",
         "missed": "答错或未答：",
+        "where": "（{kind}，第 {lesson} 课）",
         "not_answered": "（未作答）",
         "seconds": "{s:.0f} 秒",
         "class_done": "已将 {answered} / {total} 个答案保存到 {path}。",
@@ -124,6 +126,15 @@ UI = {
         "lessons": "课程：", "tags": "标签：",
     },
 }
+
+
+# Kinds and difficulties as the Chinese interface names them (the English one uses the ids).
+NAMES_ZH = {"easy": "简单", "medium": "中等", "hard": "难", "choice": "选择题",
+            "numeric": "计算题", "short": "简答题", "code": "改错题"}
+
+
+def _name(value: str, lang: str) -> str:
+    return NAMES_ZH.get(value, value) if lang == "zh" else value
 
 
 class _Quit(Exception):
@@ -157,7 +168,8 @@ def _show(question: Question, i: int, n: int, lang: str, clock: str | None = Non
     t = UI[lang]
     print()
     header = t["header"].format(i=i, n=n, lesson=question.lesson,
-                                difficulty=question.difficulty, kind=question.kind)
+                                difficulty=_name(question.difficulty, lang),
+                                kind=_name(question.kind, lang))
     if clock is not None:
         header += "  " + t["clock"].format(clock=clock)
     print(header)
@@ -396,7 +408,7 @@ def mock_report(results: list[_Answer], lang: str, minutes: float) -> str:
             groups[key(r)].append(r)
         for group in sorted(groups):
             rs = groups[group]
-            label = f"{group} {LESSONS[group]}" if name == "lesson" else group
+            label = f"{group} {LESSONS[group]}" if name == "lesson" else _name(group, lang)
             lines.append(f"- {label}: {sum(bool(r.correct) for r in rs)}/{len(rs)}")
     lines += ["", f"## {t['times']}", ""]
     for i, r in enumerate(results, 1):
@@ -406,10 +418,15 @@ def mock_report(results: list[_Answer], lang: str, minutes: float) -> str:
     if missed:
         lines += ["", f"## {t['missed']}", ""]
     for r in missed:
-        given = t["not_answered"] if r.raw is None else r.raw.strip()
-        lines += [f"### `{r.question.id}` ({r.question.kind}, lesson {r.question.lesson})", "",
-                  r.question.text("question", lang), "",
-                  f"- {t['yours']} {given}"]
+        lines += [f"### `{r.question.id}` " + t["where"].format(
+                      kind=_name(r.question.kind, lang), lesson=r.question.lesson), "",
+                  r.question.text("question", lang), ""]
+        if r.raw is None:
+            lines.append(f"- {t['yours']} {t['not_answered']}")
+        elif r.question.kind == "code":
+            lines += [f"- {t['yours']}", "", "```python", r.raw.rstrip(), "```", ""]
+        else:
+            lines.append(f"- {t['yours']} {r.raw.strip()}")
         if r.feedback:
             lines.append(f"- {r.feedback}")
         lines += [f"- {t['model']} {r.question.text('answer', lang)}",
@@ -436,10 +453,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list-tags", action="store_true", help="list lessons and tags with counts")
     p.add_argument("--mock", action="store_true", help="a timed mock interview")
     p.add_argument("--minutes", type=float, default=20.0, help="mock interview length")
-    p.add_argument("--report", help="write the mock interview's report here (Markdown)")
-    p.add_argument("--set", dest="set_file", help="class mode: a class set file")
+    p.add_argument("--report", metavar="FILE", help="write the mock interview's report here (Markdown)")
+    p.add_argument("--set", dest="set_file", metavar="FILE", help="class mode: a class set file")
     p.add_argument("--name", help="class mode: your name, as the teacher knows it")
-    p.add_argument("--results", help="class mode: results file "
+    p.add_argument("--results", metavar="FILE", help="class mode: results file "
                    "(default drills-<set>-<name>.json)")
     p.add_argument("--bank", action="append", help=argparse.SUPPRESS)  # testing: other files
     return p
@@ -506,7 +523,12 @@ def main(argv: list[str] | None = None, *, clock=time.monotonic) -> int:
         if args.report:
             from lmcourse import atomic
 
-            atomic.write_text(args.report, report)
+            try:
+                atomic.write_text(args.report, report)
+            except OSError as exc:
+                print(f"error: cannot write the report to {args.report}: "
+                      f"{exc.strerror or exc}", file=sys.stderr)
+                return 1
             print(UI[lang]["wrote"].format(path=args.report))
         return 0
     count = args.count or 10
