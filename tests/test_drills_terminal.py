@@ -246,3 +246,22 @@ def test_real_bank_smoke(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "lmcourse", "drill", "--list-tags"],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert listed.returncode == 0 and "seed" in listed.stdout
+
+
+def test_nothing_due_says_so(tiny, monkeypatch, capsys):
+    for question in bank.load_questions([tiny]):
+        DrillProgress().record(question.id, True)
+    feed(monkeypatch, [])
+    assert terminal.main(["--bank", str(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing is due now" in out and "Use --all" in out and "Question" not in out
+
+
+def test_command_line_dispatch_with_stdin(tiny, tmp_path):
+    env = dict(os.environ, LMCOURSE_HOME=str(tmp_path / "home"))
+    run = subprocess.run([sys.executable, "-m", "lmcourse", "drill", "--bank", str(tiny),
+                          "--count", "2"], input="a\n", text=True, capture_output=True,
+                         cwd=ROOT, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "Right." in run.stdout and "You got 1 of 1 right (0 skipped)." in run.stdout
+    assert DrillProgress(tmp_path / "home" / "drills.json").card("c1").box == 2
