@@ -266,6 +266,8 @@ def _practice(questions: list[Question], lang: str, progress) -> tuple[list, boo
             return results, True
         if question.kind != "short":
             print(t["right"] if correct else t["wrong"])
+            if not correct:
+                print(t["model"], question.text("answer", lang))
         _explain(question, lang)
         if progress is not None:
             progress.record(question.id, correct)
