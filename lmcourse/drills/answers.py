@@ -18,8 +18,9 @@ _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12,
            "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
            "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
            "万": 1e4, "亿": 1e8}
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?)\s*([a-z万亿]*)\s*"
-                     r"(?:bytes?|字节|flops?)?\s*$", re.I)
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?)\s*"
+                     r"(kib|mib|gib|tib|kb|mb|gb|tb|k|m|b|g|t|万|亿)?\s*"
+                     r"(?:bytes?|字节|flops?|parameters?|params?|tokens?)?\s*$", re.I)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def parse_number(text: str) -> float:
     """A number as a learner types it: ``112e9``, ``112,000,000,000``, ``112 GB``, ``1.5 GiB``,
     ``7B``, ``70亿``. Raises ``ValueError`` saying what was expected."""
     match = _NUMBER.match(str(text))
-    suffix = match.group(2).lower() if match else ""
+    suffix = (match.group(2) or "").lower() if match else ""
     if not match or suffix not in _SUFFIX:
         raise ValueError(f"expected a number such as 1.5e9, 1,500,000,000 or 1.5 GB, got "
                          f"{str(text)[:40]!r}")
