@@ -70,6 +70,10 @@ def isolated_env(base: Path) -> dict[str, str]:
         path = base / name
         path.mkdir(parents=True, exist_ok=True)
         env[key] = str(path)
+    # No "get notified about Jupyter news?" toast over the page (and no request for news).
+    notification = base / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True, exist_ok=True)
+    (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     env["LMCOURSE_BUDGET"] = "smoke"
     env["MPLBACKEND"] = "Agg"
     env["PYTHONUNBUFFERED"] = "1"
@@ -198,11 +202,8 @@ def scratch_notebook(use_real_quiz: bool) -> nbformat.NotebookNode:
     that module exists, otherwise a hand-made button and feedback with the same CSS classes."""
     intro = nbformat.v4.new_markdown_cell("Scratch notebook for the browser test.")
     if use_real_quiz:
-        code = ("from lmcourse.drills.bank import load_questions\n"
-                "from lmcourse.drills.quiz import quiz\n"
-                "questions = [q for q in load_questions() if q.kind == 'choice']\n"
-                "assert questions, 'the bank has no choice questions'\n"
-                "quiz(questions[:1])")
+        code = ("from lmcourse.drills.quiz import quiz\n"
+                "quiz(kinds=['choice'], count=1, progress=False)")
     else:
         code = ("import ipywidgets as widgets\n"
                 "feedback = widgets.HTML('')\n"
