@@ -73,3 +73,38 @@ def set_aside(path: str | os.PathLike) -> Path:
         aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     path.rename(aside)
     return aside
+
+
+@contextmanager
+def locked(path: str | os.PathLike):
+    """Hold an exclusive lock on ``<path>.lock`` while the block runs; other processes wait.
+
+    For read-modify-write of a file that several processes update (two kernels drilling at
+    once): take the lock, re-read the file, change it, write it with ``write_json``.
+    """
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: lock the lock file's first byte
+            import msvcrt
+
+            handle.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after 10 s; keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

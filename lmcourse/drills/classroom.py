@@ -27,7 +27,6 @@ import random
 import re
 import sys
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,15 +126,20 @@ def save_set(path: str | Path, class_set: ClassSet) -> None:
                              "bank_sha256": class_set.bank_sha256})
 
 
+def _read_json(path: Path, what: str):
+    """The JSON in ``path`` (``what`` it should be, for the message); ``ClassError`` if not."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClassError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ClassError(f"{path} is not {what} (not valid JSON: {exc})") from None
+
+
 def load_set(path: str | Path) -> ClassSet:
     """The set saved at ``path``; ``ClassError`` says what is wrong with a bad file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClassError(f"cannot read the set file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ClassError(f"{path} is not a set file (not valid JSON: {exc})") from None
+    data = _read_json(path, "a set file")
     expected = (f"{path} is not a set file: expected a JSON object with version "
                 f"{SET_VERSION}, name, question_ids (a list of ids) and bank_sha256")
     if not isinstance(data, dict) or data.get("version") != SET_VERSION:
@@ -158,37 +162,6 @@ def results_filename(class_set: ClassSet, student: str) -> str:
     """A file name for a learner's results: ``<set>-<student>.json``, safe on any system."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(student)).strip("._") or "learner"
     return f"{class_set.name}-{safe[:64]}.json"
-
-
-@contextmanager
-def _locked(path: Path):
-    """Hold an exclusive lock on ``<path>.lock`` (other processes wait for it)."""
-    lock_path = Path(f"{path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: lock the file's first byte instead
-            import msvcrt
-
-            handle.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:  # LK_LOCK gives up after 10 s; keep waiting
-                    continue
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _new_results(class_set: ClassSet, student: str) -> dict:
@@ -229,7 +202,7 @@ def record_answer(results_path: str | Path, class_set: ClassSet, student: str,
         answer = chr(ord("a") + answer)  # an option index (from 0) is kept as its letter
     entry = {"answer": str(answer), "seconds": seconds,
              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with _locked(path):
+    with atomic.locked(path):
         data = None
         if path.exists():
             try:
@@ -254,12 +227,7 @@ def record_answer(results_path: str | Path, class_set: ClassSet, student: str,
 def read_results(path: str | Path) -> dict:
     """A results file, its structure checked; ``ClassError`` says what is wrong."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClassError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ClassError(f"{path} is not a results file (not valid JSON: {exc})") from None
+    data = _read_json(path, "a results file")
     expected = (f"{path} is not a results file: expected a JSON object with version "
                 f"{RESULTS_VERSION}, set, set_sha256, student (text) and answers "
                 '({question id: {"answer": text, "seconds": number or null, "at": time}})')

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -111,37 +110,6 @@ def _question_id(question) -> str:
     return qid
 
 
-@contextmanager
-def _locked(path: Path):
-    """Hold an exclusive lock on ``<path>.lock``: other processes wait until it is released."""
-    lock_path = Path(f"{path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: lock the lock file's first byte
-            import msvcrt
-
-            handle.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:  # LK_LOCK gives up after 10 s; keep waiting
-                    continue
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 class DrillProgress:
     """A learner's Leitner boxes, in ``path`` (default ``$LMCOURSE_HOME/drills.json``)."""
 
@@ -191,7 +159,7 @@ class DrillProgress:
 
     def cards(self) -> dict[str, Card]:
         """Every card, by question id."""
-        with _locked(self.path):
+        with atomic.locked(self.path):
             return self._read()
 
     def card(self, question_id) -> Card | None:
@@ -205,7 +173,7 @@ class DrillProgress:
         if not isinstance(correct, bool):
             raise TypeError(f"correct must be True or False, got {correct!r}")
         moment = _now(now)
-        with _locked(self.path):
+        with atomic.locked(self.path):
             cards = self._read()
             old = cards.get(qid)
             if old is None:
