@@ -164,6 +164,15 @@ def test_numeric_items_are_checked_when_they_load(tmp_path):
         bank.load_questions([_write(tmp_path, [unused])])
 
 
+def test_formulas_allow_arithmetic_and_a_few_functions_only():
+    assert bank.evaluate_formula("log(v)", {"v": 65}) == pytest.approx(4.1744, abs=1e-4)
+    assert bank.evaluate_formula("exp(1 - r / c) * sqrt(4) + log2(8)", {"r": 20, "c": 16}) \
+        == pytest.approx(2 * 0.7788 + 3, abs=1e-4)
+    for formula in ("open('x')", "log(2, 10)", "math.log(2)", "log(x=2)", "(lambda: 1)()"):
+        with pytest.raises(ValueError, match="only arithmetic"):
+            bank.evaluate_formula(formula, {})
+
+
 def test_not_yaml_and_wrong_top_level(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text("questions: [unclosed", encoding="utf-8")

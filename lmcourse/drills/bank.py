@@ -144,10 +144,16 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
            ast.Pow: operator.pow}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+# One-argument functions a formula may call: enough for perplexity, bits and brevity penalties.
+_FUNCTIONS = {"log": math.log, "log2": math.log2, "exp": math.exp, "sqrt": math.sqrt}
 
 
 def evaluate_formula(formula: str, values: dict[str, float]) -> float:
-    """The value of an arithmetic ``formula`` over ``values``; nothing but arithmetic runs."""
+    """The value of an arithmetic ``formula`` over ``values``; nothing but arithmetic runs.
+
+    ``+ - * / // % **``, numbers, the names in ``values`` and the calls ``log`` (natural),
+    ``log2``, ``exp`` and ``sqrt`` of one argument.
+    """
     def walk(node):
         if isinstance(node, ast.Expression):
             return walk(node.body)
@@ -161,6 +167,9 @@ def evaluate_formula(formula: str, values: dict[str, float]) -> float:
             return _BINARY[type(node.op)](walk(node.left), walk(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](walk(node.operand))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _FUNCTIONS and len(node.args) == 1 and not node.keywords):
+            return _FUNCTIONS[node.func.id](walk(node.args[0]))
         raise ValueError(f"only arithmetic is allowed, found {ast.dump(node)[:60]}")
 
     try:
@@ -419,9 +428,10 @@ def main(argv: list[str] | None = None) -> int:
 def package_value(question: Question) -> float:
     """What the course's package computes for a numeric item (its ``numeric.package``).
 
-    The expression sees the item's values and ``math``, ``torch``, ``nn``, ``lmcourse`` and
-    the modules ``memory``, ``scaling``, ``metrics``, ``compress``, ``models``
-    (``lmcourse.models``) and ``GPT``, ``GPTConfig``. The bank is the course's own file, so
+    The expression sees the item's values and ``math``, ``torch``, ``nn``, ``lmcourse``, the
+    modules ``memory``, ``scaling``, ``metrics``, ``compress``, ``models``, ``speed``,
+    ``privacy``, ``tokenizers``, ``cleaning``, ``statistics`` (``lmcourse.data.*``) and
+    ``lora`` (``lmcourse.models.lora``), and ``GPT``, ``GPTConfig``. The bank is the course's own file, so
     this runs it as Python; the test suite checks it equals ``numeric.result``.
     """
     import importlib
@@ -431,8 +441,9 @@ def package_value(question: Question) -> float:
     if question.numeric is None:
         raise ValueError(f"question {question.id!r} is not numeric")
     names: dict[str, Any] = {"math": math, "torch": torch, "nn": torch.nn}
-    for name in ("memory", "scaling", "metrics", "compress", "models"):
-        names[name] = importlib.import_module(f"lmcourse.{name}")
+    for name in ("memory", "scaling", "metrics", "compress", "models", "speed", "privacy",
+                 "data.tokenizers", "data.cleaning", "data.statistics", "models.lora"):
+        names[name.rpartition(".")[2]] = importlib.import_module(f"lmcourse.{name}")
     from lmcourse.models.gpt import GPT, GPTConfig
 
     names.update(GPT=GPT, GPTConfig=GPTConfig, lmcourse=importlib.import_module("lmcourse"))
