@@ -50,6 +50,12 @@ def test_language_toggle_re_renders_in_chinese():
     assert "正确" in q._feedback.value
     assert q.current.text("question", "zh") in q._question.value.replace("&#x27;", "'") or \
         "题" in q._status.value
+    short = Quiz([next(x for x in QUESTIONS if x.kind == "short")])
+    short.widget
+    short.answer(True)
+    assert "I had it" in short._feedback.value
+    short._lang.value = "zh"
+    assert "我答对了" in short._feedback.value and "I had it" not in short._feedback.value
 
 
 def test_filters_and_bad_filters():

@@ -203,8 +203,12 @@ class Quiz:
     def _switch_language(self, change):
         self.language = change["new"]
         q, m = self.current, self.last_mark
+        # The feedback in the new language; a code answer keeps its check's report (not re-run).
         if m is not None and q is not None and q.kind in ("choice", "numeric"):
-            self.last_mark = mark(q, m.given, self.language)  # the feedback in the new language
+            self.last_mark = mark(q, m.given, self.language)
+        elif m is not None and q is not None and q.kind == "short":
+            self.last_mark = Mark(m.correct, LABELS[self.language]["got" if m.correct else "missed"],
+                                  m.given)
         self._render(feedback=self.last_mark is not None)
 
     def _answer_from_widget(self, value):
