@@ -114,8 +114,9 @@ def mark(question: Question, answer, language: str = "en") -> Mark:
         if expected and any(math.isclose(ratio, r, rel_tol=0.02) for r in (2, 0.5, 4, 0.25, 8,
                                                                            0.125)):
             in_bytes = "byte" in question.numeric.unit["en"]
-            check_zh, check_en = (("每个元素的字节数和因子 2", "bytes per element and factors of 2")
-                                  if in_bytes else ("公式里的每个因子", "each factor of the formula"))
+            check_zh, check_en = (
+                ("每个元素的字节数和因子 2", "bytes per element and factors of 2") if in_bytes
+                else ("公式里的每个因子", "each factor of the formula"))
             hint = (f"（你的答案是正确值的 {ratio:g} 倍：检查{check_zh}）" if zh
                     else f" (yours is {ratio:g}x the answer: check {check_en})")
         return Mark(False, (f"不对：答案是 {shown}{hint}" if zh

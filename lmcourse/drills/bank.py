@@ -431,8 +431,8 @@ def package_value(question: Question) -> float:
     The expression sees the item's values and ``math``, ``torch``, ``nn``, ``lmcourse``, the
     modules ``memory``, ``scaling``, ``metrics``, ``compress``, ``models``, ``speed``,
     ``privacy``, ``tokenizers``, ``cleaning``, ``statistics`` (``lmcourse.data.*``) and
-    ``lora`` (``lmcourse.models.lora``), and ``GPT``, ``GPTConfig``. The bank is the course's own file, so
-    this runs it as Python; the test suite checks it equals ``numeric.result``.
+    ``lora`` (``lmcourse.models.lora``), and ``GPT``, ``GPTConfig``. The bank is the course's
+    own file, so this runs it as Python; the test suite checks it equals ``numeric.result``.
     """
     import importlib
 

@@ -207,8 +207,8 @@ class Quiz:
         if m is not None and q is not None and q.kind in ("choice", "numeric"):
             self.last_mark = mark(q, m.given, self.language)
         elif m is not None and q is not None and q.kind == "short":
-            self.last_mark = Mark(m.correct, LABELS[self.language]["got" if m.correct else "missed"],
-                                  m.given)
+            label = LABELS[self.language]["got" if m.correct else "missed"]
+            self.last_mark = Mark(m.correct, label, m.given)
         self._render(feedback=self.last_mark is not None)
 
     def _answer_from_widget(self, value):
