@@ -19,12 +19,12 @@ and by kind:
 
 ``choice``   ``choices``: 2-6 ``{en, zh}`` options; ``correct``: the index (from 0) of the right one
 ``numeric``  ``numeric``: ``formula`` (arithmetic over ``values``: + - * / ** // %, parentheses,
-             numbers and the names in ``values``), ``values`` (name -> number), ``unit``
-             (``{en, zh}``), optional ``rel_tol`` (default 0.02), and ``package``: a Python
-             expression over the same names that computes the answer with the course's package
-             (the test suite checks that it equals ``formula``). Texts may use ``{name}`` and
-             ``{result}`` with a format spec (``{n_params:,}``); every value must appear in both
-             question texts.
+             numbers, the names in ``values`` and log, log2, exp, sqrt of one argument),
+             ``values`` (name -> number), ``unit`` (``{en, zh}``), optional ``rel_tol``
+             (default 0.02), and ``package``: a Python expression over the same names that
+             computes the answer with the course's package (the test suite checks that it
+             equals ``formula``). Texts may use ``{name}`` and ``{result}`` with a format spec
+             (``{n_params:,}``); every value must appear in both question texts.
 ``code``     ``code``: ``exercise`` (a registered check's id), ``function`` (the name the snippet
              defines), ``broken`` (a snippet with one bug) and ``fixed`` (the same snippet,
              mended). The learner's fix is graded by the exercise's check; the test suite checks
