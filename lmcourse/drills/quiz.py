@@ -85,13 +85,10 @@ class Quiz:
         q = self.current
         if q is None:
             raise RuntimeError("there is no current question: the quiz is over")
-        if q.kind == "short":
-            if not isinstance(value, bool):
-                raise TypeError("a short answer is marked by you: answer(True) if you had it, "
-                                "answer(False) if not")
-            result = Mark(value, LABELS[self.language]["got" if value else "missed"], str(value))
-        else:
-            result = mark(q, value, self.language)
+        if q.kind == "short" and not isinstance(value, bool):
+            raise TypeError("a short answer is marked by you: answer(True) if you had it, "
+                            "answer(False) if not")
+        result = self._mark(q, value)
         self.last_mark = result
         self.history.append((q, result.correct))
         if self.progress is not None and result.correct is not None:
@@ -200,15 +197,18 @@ class Quiz:
         chosen = {k: w.value for k, w in self._filters.items() if w.value is not None}
         self.filter(**chosen)
 
+    def _mark(self, q, value) -> Mark:
+        """The feedback for ``value`` in the quiz's language; a short answer is self-marked."""
+        if q.kind == "short":
+            return Mark(value, LABELS[self.language]["got" if value else "missed"], str(value))
+        return mark(q, value, self.language)
+
     def _switch_language(self, change):
         self.language = change["new"]
         q, m = self.current, self.last_mark
         # The feedback in the new language; a code answer keeps its check's report (not re-run).
-        if m is not None and q is not None and q.kind in ("choice", "numeric"):
-            self.last_mark = mark(q, m.given, self.language)
-        elif m is not None and q is not None and q.kind == "short":
-            label = LABELS[self.language]["got" if m.correct else "missed"]
-            self.last_mark = Mark(m.correct, label, m.given)
+        if m is not None and q is not None and q.kind != "code":
+            self.last_mark = self._mark(q, m.correct if q.kind == "short" else m.given)
         self._render(feedback=self.last_mark is not None)
 
     def _answer_from_widget(self, value):
